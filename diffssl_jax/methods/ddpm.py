@@ -1,0 +1,80 @@
+"""DDPM / DDAE: Gaussian denoising with a U-Net (Ho et al. 2020; Xiang et al. 2023, DDAE).
+
+The baseline of every comparison and the frozen prior of DiTi. Loss (Ho et al. 2020,
+Eq. 14, generalised to eps/x0/v targets and weightings): E_{t, x0, eps} w(t) ||f(x_t, t) -
+target||^2 with x_t = alpha(t) x0 + sigma(t) eps. Features: the U-Net's decoder-block
+activations on a noised image at time t (Baranchuk et al. 2022).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from diffssl_jax.corruptions import gaussian
+from diffssl_jax.corruptions.schedules import make_schedule
+from diffssl_jax.corruptions.times import stratified_times
+from diffssl_jax.methods.recipe import Recipe
+from diffssl_jax.models.unet import UNet
+from diffssl_jax.objectives.denoising import denoising_loss
+from diffssl_jax.sampling import denoisers, samplers
+
+
+def make_recipe(config) -> Recipe:
+    """The DDPM recipe for `config` (groups model, corruption, objective, sampling, data)."""
+    model = UNet(**config.model)
+    schedule = make_schedule(config.corruption.schedule)
+    kind, weighting = config.objective.prediction, config.objective.weighting
+    image_shape = tuple(config.data.image_shape)
+
+    def init(rng, batch):
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        del batch
+        return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
+
+    def loss(params, batch, rng):
+        x0 = batch["image"]
+        rng_time, rng_noise, rng_dropout = jax.random.split(rng, 3)
+        t = stratified_times(rng_time, x0.shape[0])
+        eps = jax.random.normal(rng_noise, x0.shape, x0.dtype)
+        xt = _corrupt(schedule, x0, t, eps)
+        prediction, _ = model.apply(
+            {"params": params}, xt, t, train=True, rngs={"dropout": rng_dropout}
+        )
+        per_example = jax.vmap(
+            functools.partial(denoising_loss, kind=kind, weighting=weighting)
+        )(prediction, x0, eps, schedule.alpha(t), schedule.sigma(t))
+        return per_example.mean(), {}
+
+    def features(params, images, rng, *, t=0.05, blocks=None):
+        """Decoder activations at time `t` of the noised `images` (ddpm-segmentation)."""
+        t_batch = jnp.full((images.shape[0],), t, images.dtype)
+        eps = jax.random.normal(rng, images.shape, images.dtype)
+        xt = _corrupt(schedule, images, t_batch, eps)
+        _, feats = model.apply({"params": params}, xt, t_batch)
+        names = blocks or [k for k in feats if k.startswith("dec_")]
+        return {name: feats[name] for name in names}
+
+    def sample(params, rng, num):
+        denoiser = denoisers.make_vp_denoiser(_apply_fn(model), params, schedule, kind)
+        sigmas = samplers.sigma_grid(
+            config.sampling.grid,
+            config.sampling.num_steps,
+            config.sampling.sigma_min,
+            config.sampling.sigma_max,
+        )
+        sampler = samplers.make_sampler(config.sampling.sampler)
+        images = samplers.sample(denoiser, rng, image_shape, sigmas, sampler, num)
+        return jnp.clip(images, -1.0, 1.0)
+
+    return Recipe(init=init, loss=loss, features=features, sample=sample)
+
+
+def _apply_fn(model):
+    """`(params, x [B, ...], t [B]) -> prediction`: the network seen by the denoiser wrapper."""
+    return lambda params, x, t: model.apply({"params": params}, x, t)[0]
+
+
+def _corrupt(schedule, x0, t, eps):
+    """`gaussian.corrupt` over a batch: x_t = alpha(t) x0 + sigma(t) eps, per example."""
+    return jax.vmap(functools.partial(gaussian.corrupt, schedule))(x0, t, eps)
