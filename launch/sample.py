@@ -25,8 +25,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    paths = write_samples(f.workdir, num_samples=f.num_samples, seed=f.seed,
-                          sampler=f.sampler, num_steps=f.num_steps)
+    paths = write_samples(
+        f.workdir, num_samples=f.num_samples, seed=f.seed, sampler=f.sampler, num_steps=f.num_steps
+    )
     print(f"wrote {paths['samples']} and {paths['figure']}")
 
 

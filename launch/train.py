@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from diffssl_jax import methods, training  # noqa: E402
@@ -26,6 +26,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every file it writes at INFO
+        logging.set_verbosity(logging.WARNING)
     parallel.initialize_distributed()
     config = flags.FLAGS.config
     training.train(config, flags.FLAGS.workdir, methods.make_recipe(config))

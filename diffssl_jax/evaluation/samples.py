@@ -52,7 +52,8 @@ def write_samples(
     path = os.path.join(out, "samples.npz")
     np.savez_compressed(path, images=images)
     figure = plotting.save_image_grid(
-        images[:100], os.path.join(workdir, "figures", "samples_final.png"),
+        images[:100],
+        os.path.join(workdir, "figures", "samples_final.png"),
         title=f"{config.method} {config.sampling.sampler} {config.sampling.num_steps} steps",
     )
     return {"samples": path, "figure": figure}

@@ -41,9 +41,9 @@ def make_recipe(config) -> Recipe:
         prediction, _ = model.apply(
             {"params": params}, xt, t, train=True, rngs={"dropout": rng_dropout}
         )
-        per_example = jax.vmap(
-            functools.partial(denoising_loss, kind=kind, weighting=weighting)
-        )(prediction, x0, eps, schedule.alpha(t), schedule.sigma(t))
+        per_example = jax.vmap(functools.partial(denoising_loss, kind=kind, weighting=weighting))(
+            prediction, x0, eps, schedule.alpha(t), schedule.sigma(t)
+        )
         return per_example.mean(), {}
 
     def features(params, images, rng, *, t=0.05, blocks=None):

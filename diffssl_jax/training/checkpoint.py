@@ -50,9 +50,7 @@ def _saveable(state: TrainState) -> dict:
     }
 
 
-def save(
-    manager: ocp.CheckpointManager, state: TrainState, data_state: dict, meta: dict
-) -> None:
+def save(manager: ocp.CheckpointManager, state: TrainState, data_state: dict, meta: dict) -> None:
     """Saves `state`, the grain iterator state and `meta` (JSON) at `state.step`."""
     step = int(jax.device_get(state.step))
     manager.save(
@@ -151,9 +149,7 @@ def load_params(
     if step is None:
         raise CheckpointError(f"no finalised checkpoint in {workdir}/checkpoints: train first")
     try:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-        )
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     except Exception as error:
         raise _damaged(manager, step, error) from error
     params = restored["state"]["ema_params" if which == "ema" else "params"]

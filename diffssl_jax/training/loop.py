@@ -22,8 +22,13 @@ from diffssl_jax.training.state import TrainState, create_train_state
 from diffssl_jax.training.step import make_optimizer, make_train_step
 
 # Keys that may change when a run is resumed (extending or re-pacing a run is legitimate).
-RESUMABLE_CHANGES = ("train.num_steps", "train.log_every_steps", "train.progress_bar",
-                     "train.sample_every_steps", "train.checkpoint_every_steps")
+RESUMABLE_CHANGES = (
+    "train.num_steps",
+    "train.log_every_steps",
+    "train.progress_bar",
+    "train.sample_every_steps",
+    "train.checkpoint_every_steps",
+)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -44,8 +49,11 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         with open(path) as f:
             saved = json.load(f)
         new, old = _flatten(current), _flatten(saved)
-        changed = sorted(k for k in set(new) | set(old)
-                         if new.get(k) != old.get(k) and k not in RESUMABLE_CHANGES)
+        changed = sorted(
+            k
+            for k in set(new) | set(old)
+            if new.get(k) != old.get(k) and k not in RESUMABLE_CHANGES
+        )
         if changed:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
             raise ValueError(
@@ -79,8 +87,11 @@ def init_or_restore(config, workdir, recipe, example_batch, mesh, manager):
     state = create(rng)
     if config.train.init_from:
         params = checkpoint.load_params(config.train.init_from, which="ema", sharding=sharding)
-        state = state.replace(params=params, ema_params=params, opt_state=jax.jit(
-            tx.init, out_shardings=sharding)(params))
+        state = state.replace(
+            params=params,
+            ema_params=params,
+            opt_state=jax.jit(tx.init, out_shardings=sharding)(params),
+        )
     return state, None, 0
 
 
@@ -139,18 +150,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe) -> TrainState
     cfg = config.train
     mesh = parallel.make_mesh(config.mesh.num_devices)
     parallel.check_batch_size(cfg.batch_size, mesh)
-    source = data.make_source(config.data.name, config.data.split,
-                              data_dir=config.data.data_dir or None,
-                              image_size=config.data.image_size or None)
+    source = data.make_source(
+        config.data.name,
+        config.data.split,
+        data_dir=config.data.data_dir or None,
+        image_size=config.data.image_size or None,
+    )
     prepare_workdir(config, workdir)
-    dataset = data.make_dataset(source, global_batch_size=cfg.batch_size, seed=config.seed,
-                                random_flip=config.pipeline.random_flip)
+    dataset = data.make_dataset(
+        source,
+        global_batch_size=cfg.batch_size,
+        seed=config.seed,
+        random_flip=config.pipeline.random_flip,
+    )
     iterator = data.make_iterator(dataset, num_workers=config.pipeline.num_workers)
     example_batch = dataset[0]
-    data.validate_batch(example_batch, source[0]["image"].shape)
+    data.validate_batch(example_batch, tuple(config.data.image_shape))
     manager = checkpoint.make_manager(workdir, keep=cfg.keep_checkpoints)
-    state, data_state, step = init_or_restore(config, workdir, recipe, example_batch, mesh,
-                                              manager)
+    state, data_state, step = init_or_restore(config, workdir, recipe, example_batch, mesh, manager)
     if step >= cfg.num_steps:
         print(f"{workdir}: already trained to step {step} >= train.num_steps; nothing to do.")
         return state
@@ -165,16 +182,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe) -> TrainState
         out_shardings=(sharding, sharding),
         donate_argnums=0,
     )
-    sample_fn = (jax.jit(functools.partial(recipe.sample, num=cfg.num_samples))
-                 if recipe.sample else None)
-    return _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
-                sample_fn)
+    sample_fn = (
+        jax.jit(functools.partial(recipe.sample, num=cfg.num_samples)) if recipe.sample else None
+    )
+    return _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn)
 
 
 def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn):
     cfg = config.train
-    bar = tqdm.tqdm(total=cfg.num_steps, initial=step, disable=not cfg.progress_bar
-                    or jax.process_index() != 0, desc="train", unit="step")
+    bar = tqdm.tqdm(
+        total=cfg.num_steps,
+        initial=step,
+        disable=not cfg.progress_bar or jax.process_index() != 0,
+        desc="train",
+        unit="step",
+    )
     window, window_start, t0 = [], step, time.perf_counter()
     last_checkpoint = step
     with _Preemption() as preemption:
@@ -186,16 +208,23 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
             window.append(metrics)
             bar.update(1)
             if step % cfg.log_every_steps == 0 or step == cfg.num_steps:
-                summary = _log(window, step, window_start, last_checkpoint,
-                               time.perf_counter() - t0, workdir)
+                summary = _log(
+                    window, step, window_start, last_checkpoint, time.perf_counter() - t0, workdir
+                )
                 bar.set_postfix(loss=f"{summary['train/loss']:.4f}")
                 window, window_start, t0 = [], step, time.perf_counter()
-            if (step % cfg.checkpoint_every_steps == 0 or step == cfg.num_steps
-                    or preemption.requested):
+            if (
+                step % cfg.checkpoint_every_steps == 0
+                or step == cfg.num_steps
+                or preemption.requested
+            ):
                 checkpoint.save(manager, state, iterator.get_state(), {"step": step})
                 last_checkpoint = step
-            if sample_fn and cfg.sample_every_steps and (
-                    step % cfg.sample_every_steps == 0 or step == cfg.num_steps):
+            if (
+                sample_fn
+                and cfg.sample_every_steps
+                and (step % cfg.sample_every_steps == 0 or step == cfg.num_steps)
+            ):
                 _save_samples(recipe, sample_fn, state, config, workdir, step)
             if preemption.requested:
                 print(f"SIGTERM: checkpointed step {step}; rerun the same command to resume.")

@@ -37,7 +37,7 @@ def create_train_state(
     return TrainState(
         step=jax.numpy.zeros((), jax.numpy.int32),
         params=params,
-        ema_params=params,
+        ema_params=jax.tree.map(jax.numpy.copy, params),  # own buffers: the state is donated
         opt_state=tx.init(params),
         rng=rng_train,
         tx=tx,

@@ -31,7 +31,10 @@ def make_optimizer(
     del unused_ema
     if decay == "constant":
         schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, lr_peak, max(warmup_steps, 1)), optax.constant_schedule(lr_peak)],
+            [
+                optax.linear_schedule(0.0, lr_peak, max(warmup_steps, 1)),
+                optax.constant_schedule(lr_peak),
+            ],
             [max(warmup_steps, 1)],
         )
     elif decay == "cosine":

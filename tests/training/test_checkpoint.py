@@ -14,8 +14,14 @@ from diffssl_jax.training.step import make_optimizer, make_train_step
 
 
 def _state_and_step():
-    tx, schedule = make_optimizer(lr_peak=0.1, warmup_steps=1, decay="cosine",
-                                  weight_decay=0.01, grad_clip_norm=1.0, num_steps=10)
+    tx, schedule = make_optimizer(
+        lr_peak=0.1,
+        warmup_steps=1,
+        decay="cosine",
+        weight_decay=0.01,
+        grad_clip_norm=1.0,
+        num_steps=10,
+    )
     init = lambda rng: {"w": jax.random.normal(rng, (4, 3)), "b": jnp.zeros(3)}  # noqa: E731
     state = create_train_state(init, tx, jax.random.key(3))
     loss = lambda p, batch, rng: (jnp.sum((batch @ p["w"] + p["b"]) ** 2), {})  # noqa: E731
@@ -34,7 +40,7 @@ def test_round_trip_is_bit_exact(tmp_path):
     manager.wait_until_finished()
     restored, data_state, meta = checkpoint.restore(manager, _abstract(state))
     assert data_state == {"it": 7} and meta == {"step": 1}
-    for a, b in zip(jax.tree.leaves(_plain(state)), jax.tree.leaves(_plain(restored))):
+    for a, b in zip(jax.tree.leaves(_plain(state)), jax.tree.leaves(_plain(restored)), strict=False):
         np.testing.assert_array_equal(a, b)
     assert jax.dtypes.issubdtype(restored.rng.dtype, jax.dtypes.prng_key)
     # The restored state keeps training identically.
@@ -54,8 +60,9 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
     manager.wait_until_finished()
     # A write killed half-way leaves orbax's temporary directory behind.
     ckpt_dir = os.path.join(tmp_path, "checkpoints")
-    shutil.copytree(os.path.join(ckpt_dir, "0"),
-                    os.path.join(ckpt_dir, "5.orbax-checkpoint-tmp-1234567"))
+    shutil.copytree(
+        os.path.join(ckpt_dir, "0"), os.path.join(ckpt_dir, "5.orbax-checkpoint-tmp-1234567")
+    )
     fresh = checkpoint.make_manager(str(tmp_path))
     assert fresh.latest_step() == 0
     restored, _, _ = checkpoint.restore(fresh, _abstract(state))

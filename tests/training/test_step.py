@@ -18,8 +18,14 @@ def _loss(params, batch, rng):
 
 
 def _setup(ema_decay=0.9):
-    tx, schedule = make_optimizer(lr_peak=0.1, warmup_steps=2, decay="constant",
-                                  weight_decay=0.0, grad_clip_norm=0.0, num_steps=10)
+    tx, schedule = make_optimizer(
+        lr_peak=0.1,
+        warmup_steps=2,
+        decay="constant",
+        weight_decay=0.0,
+        grad_clip_norm=0.0,
+        num_steps=10,
+    )
     init = lambda rng: {"w": jnp.ones(3), "b": jnp.zeros(())}  # noqa: E731
     state = create_train_state(init, tx, jax.random.key(0))
     step = make_train_step(_loss, ema_decay=ema_decay, lr_schedule=schedule)
@@ -39,8 +45,14 @@ def test_step_matches_manual_optax_update_and_ema():
     chex.assert_trees_all_close(new_state.ema_params, ema, rtol=1e-6)
     np.testing.assert_allclose(metrics["train/loss"], loss, rtol=1e-6)
     assert int(new_state.step) == 1
-    assert set(metrics) == {"train/loss", "train/grad_norm", "train/param_norm",
-                            "train/update_norm", "train/lr", "train/mean_noise"}
+    assert set(metrics) == {
+        "train/loss",
+        "train/grad_norm",
+        "train/param_norm",
+        "train/update_norm",
+        "train/lr",
+        "train/mean_noise",
+    }
     assert float(metrics["train/lr"]) == 0.0  # warm-up starts at 0
 
 
@@ -56,5 +68,11 @@ def test_step_key_is_a_function_of_seed_and_step_only():
 
 def test_unknown_decay_is_rejected():
     with pytest.raises(ValueError, match="optim.decay"):
-        make_optimizer(lr_peak=1.0, warmup_steps=1, decay="linear", weight_decay=0.0,
-                       grad_clip_norm=0.0, num_steps=1)
+        make_optimizer(
+            lr_peak=1.0,
+            warmup_steps=1,
+            decay="linear",
+            weight_decay=0.0,
+            grad_clip_norm=0.0,
+            num_steps=1,
+        )

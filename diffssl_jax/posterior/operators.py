@@ -1,0 +1,371 @@
+"""Linear observation operators ``y = A x + n`` for posterior sampling, and their checks.
+
+An operator is a pytree (``flax.struct.dataclass``) whose arrays (masks, kernels, matrices)
+are leaves, so a dataset of per-observation operators stacks and vmaps; its configuration
+(factors) is static. ``A(x)`` acts on ONE example and is linear in ``x``. ``A.adjoint(y)``
+applies ``A^H`` through ``jax.linear_transpose``: ``A^H y = conj(A^T conj(y))``, which for a
+real image and a complex ``A`` (MRI) is the real-linear adjoint ``Re(A^H y)``, i.e. the
+adjoint of the realified map ``x -> (Re A x, Im A x)`` (Rozet et al. 2024, Eq. 12 uses
+``A^T``). Observation noise is separate from ``A``: ``noise_var`` is a scalar or an array
+broadcasting to ``y``; for complex ``y`` it is the variance of the real part and of the
+imaginary part of each entry.
+"""
+
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def make_adjoint(A, x_like):
+    """Returns ``y -> A^H y`` for inputs shaped like ``x_like``, built by one transpose.
+
+    ``A^H y = conj(A^T conj(y))`` with ``A^T`` from ``jax.linear_transpose``; for real
+    ``x_like`` and complex ``y`` this is ``Re(A^H y)`` in ``x_like``'s real dtype.
+
+    Args:
+      A: a linear callable on one example.
+      x_like: an array or ``jax.ShapeDtypeStruct`` giving the input shape and dtype.
+    """
+    transpose = jax.linear_transpose(A, jax.ShapeDtypeStruct(jnp.shape(x_like), x_like.dtype))
+    return lambda y: jnp.conj(transpose(jnp.conj(y))[0])
+
+
+def _real_dtype(dtype):
+    return jnp.finfo(dtype).dtype
+
+
+def _real_struct(shape, y):
+    return jax.ShapeDtypeStruct(tuple(shape), _real_dtype(y.dtype))
+
+
+class _Adjoint:
+    """``adjoint`` for operators that define ``input_struct(y)`` (the canonical input)."""
+
+    real_input = True
+
+    def adjoint(self, y, x_like=None):
+        """``A^H y`` shaped like ``x_like`` (default ``self.input_struct(y)``, real)."""
+        return make_adjoint(self, self.input_struct(y) if x_like is None else x_like)(y)
+
+
+@flax.struct.dataclass
+class Identity(_Adjoint):
+    """``A x = x`` (denoising)."""
+
+    def __call__(self, x):
+        return x
+
+    def input_struct(self, y):
+        return _real_struct(y.shape, y)
+
+
+@flax.struct.dataclass
+class PixelMask(_Adjoint):
+    """Inpainting: ``A x = mask * x``, same shape as ``x`` (zeros where unobserved).
+
+    Keeping the image shape (rather than gathering the observed values) lets observations
+    with different masks stack and vmap. Unobserved entries of ``y`` are 0 and carry no
+    information: ``A`` is zero there, so the posterior does not depend on them.
+
+    Attributes:
+      mask: bool or float array broadcasting to the image, 1 = observed.
+    """
+
+    mask: jax.Array
+
+    def __call__(self, x):
+        return x * self.mask.astype(x.dtype)
+
+    def input_struct(self, y):
+        return _real_struct(y.shape, y)
+
+
+def box_mask(shape, top, left, height, width):
+    """Bool mask of ``shape`` (``[H, W]`` or ``[H, W, C]``), False inside a missing box."""
+    if not (0 <= top and 0 <= left and top + height <= shape[0] and left + width <= shape[1]):
+        raise ValueError(
+            f"box (top={top}, left={left}, height={height}, width={width}) does not fit in "
+            f"an image of shape {tuple(shape)}."
+        )
+    mask = np.ones(shape, bool)
+    mask[top : top + height, left : left + width] = False
+    return jnp.asarray(mask)
+
+
+def random_pixel_mask(rng, shape, rate):
+    """Bool mask of ``shape`` with each entry removed (False) with probability ``rate``."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate is the fraction of pixels removed, in [0, 1]; got {rate}.")
+    return jax.random.bernoulli(rng, 1.0 - rate, tuple(shape))
+
+
+@flax.struct.dataclass
+class BoxDownsample(_Adjoint):
+    """Super-resolution: average pooling by ``factor``, ``[H, W, ...] -> [H/f, W/f, ...]``."""
+
+    factor: int = flax.struct.field(pytree_node=False, default=2)
+
+    def __call__(self, x):
+        f = self.factor
+        h, w = x.shape[:2]
+        if f < 1 or h % f or w % f:
+            raise ValueError(f"BoxDownsample({f}) needs H, W divisible by it; x is {x.shape}.")
+        return x.reshape(h // f, f, w // f, f, *x.shape[2:]).mean(axis=(1, 3))
+
+    def input_struct(self, y):
+        return _real_struct((y.shape[0] * self.factor, y.shape[1] * self.factor, *y.shape[2:]), y)
+
+
+@flax.struct.dataclass
+class Blur(_Adjoint):
+    """Deblurring: 2-D convolution of each channel with ``kernel``, 'same' size, zero padding.
+
+    A true convolution (the kernel is flipped), ``x`` of shape ``[H, W]`` or ``[H, W, C]``.
+
+    Attributes:
+      kernel: ``[k, k]`` (or ``[kh, kw]``) array.
+    """
+
+    kernel: jax.Array
+
+    def __call__(self, x):
+        kernel = self.kernel.astype(x.dtype)
+
+        def conv(image):
+            return jax.scipy.signal.convolve2d(image, kernel, mode="same", precision="highest")
+
+        if x.ndim == 2:
+            return conv(x)
+        if x.ndim == 3:
+            return jax.vmap(conv, in_axes=-1, out_axes=-1)(x)
+        raise ValueError(f"Blur acts on [H, W] or [H, W, C] images, got shape {x.shape}.")
+
+    def input_struct(self, y):
+        return _real_struct(y.shape, y)
+
+
+def gaussian_kernel(size, sigma, dtype=jnp.float32):
+    """``[size, size]`` isotropic Gaussian kernel with standard deviation ``sigma``, sum 1."""
+    t = np.arange(size) - (size - 1) / 2
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    k = np.outer(g, g)
+    return jnp.asarray(k / k.sum(), dtype)
+
+
+def motion_kernel(size, angle, dtype=jnp.float32):
+    """``[size, size]`` linear motion blur through the centre, sum 1.
+
+    Args:
+      size: kernel width; the segment has length ``size``.
+      angle: direction in degrees, counter-clockwise from the horizontal (0: a horizontal
+        line in the middle row, 90: a vertical line in the middle column).
+      dtype: output dtype.
+    """
+    c = (size - 1) / 2
+    theta = math.radians(angle)
+    k = np.zeros((size, size))
+    for t in np.linspace(-c, c, 8 * size):
+        row, col = c - t * math.sin(theta), c + t * math.cos(theta)
+        r0, c0 = int(np.floor(row)), int(np.floor(col))
+        for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            weight = (1 - abs(row - r0 - dr)) * (1 - abs(col - c0 - dc))
+            if weight > 0 and 0 <= r0 + dr < size and 0 <= c0 + dc < size:
+                k[r0 + dr, c0 + dc] += weight
+    return jnp.asarray(k / k.sum(), dtype)
+
+
+@flax.struct.dataclass
+class DenseMatrix(_Adjoint):
+    """``A x = matrix @ x.reshape(-1)``, ``matrix`` ``[M, D]`` (real or complex)."""
+
+    matrix: jax.Array
+
+    @property
+    def real_input(self):
+        return not jnp.iscomplexobj(self.matrix)
+
+    def __call__(self, x):
+        if x.size != self.matrix.shape[-1]:
+            raise ValueError(f"DenseMatrix {self.matrix.shape} cannot act on x of {x.shape}.")
+        return jnp.matmul(self.matrix, x.reshape(-1), precision="highest")
+
+    def input_struct(self, y):
+        return _real_struct(self.matrix.shape[-1:], y)
+
+
+@flax.struct.dataclass
+class UndersampledFourier(_Adjoint):
+    """Accelerated MRI: ``A x = mask * F x``, ``F`` the orthonormal centred 2-D DFT.
+
+    ``F x = fftshift(fft2(ifftshift(x), norm='ortho'))``, so the zero frequency sits at
+    ``[H // 2, W // 2]`` (the fastMRI layout) and ``F^H F = I``. Input: a real (or complex)
+    image ``[H, W]`` or ``[H, W, 1]``; output: complex k-space ``[H, W]``, zero where not
+    sampled. For a real image the adjoint is ``Re(F^H (mask * y))`` (see module docstring).
+
+    Attributes:
+      mask: ``[H, W]`` sampling mask, or ``[W]`` (sampled columns, as in fastMRI).
+    """
+
+    mask: jax.Array
+    real_input = False
+
+    def __call__(self, x):
+        if x.ndim == 3 and x.shape[-1] == 1:
+            x = x[..., 0]
+        if x.ndim != 2:
+            raise ValueError(f"UndersampledFourier needs [H, W] or [H, W, 1], got {x.shape}.")
+        k = jnp.fft.fftshift(jnp.fft.fft2(jnp.fft.ifftshift(x), norm="ortho"))
+        return k * self.mask.astype(k.dtype)
+
+    def input_struct(self, y):
+        return _real_struct(y.shape, y)
+
+
+def mri_column_mask(rng_or_seed, width, acceleration, center_fraction=0.08):
+    """``[W]`` bool column mask: a fully sampled centre plus random columns.
+
+    ``round(width * center_fraction)`` central columns (around ``width // 2``, the zero
+    frequency of ``UndersampledFourier``) plus distinct random others, so that
+    ``round(width / acceleration)`` columns are sampled in total (fastMRI's random mask,
+    with an exact count instead of Bernoulli draws).
+    """
+    rng = jax.random.key(rng_or_seed) if isinstance(rng_or_seed, int) else rng_or_seed
+    num_low, total = round(width * center_fraction), round(width / acceleration)
+    if acceleration < 1 or not 0 <= num_low <= total <= width:
+        raise ValueError(
+            f"mri_column_mask: width={width}, acceleration={acceleration} sample {total} "
+            f"columns, fewer than the {num_low} centre columns of center_fraction="
+            f"{center_fraction}; need acceleration >= 1 and center_fraction <= 1/acceleration."
+        )
+    start = (width - num_low + 1) // 2
+    centre = np.zeros(width, bool)
+    centre[start : start + num_low] = True
+    others = jax.random.choice(rng, np.flatnonzero(~centre), (total - num_low,), replace=False)
+    return jnp.asarray(centre).at[others].set(True)
+
+
+def _concrete(*trees):
+    leaves = jax.tree.leaves(trees)
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def check_noise_var(noise_var, y):
+    """Raises ValueError unless ``noise_var`` is real, broadcasts to ``y``, finite and ``>= 0``.
+
+    Values are checked only when concrete (not under jit or vmap tracing).
+    """
+    nv = noise_var if isinstance(noise_var, jax.Array) else np.asarray(noise_var)
+    if jnp.iscomplexobj(nv) or not jnp.issubdtype(nv.dtype, jnp.number):
+        raise ValueError(f"noise_var must be a real variance, got dtype {nv.dtype}.")
+    try:
+        broadcast = jnp.broadcast_shapes(nv.shape, y.shape) == tuple(y.shape)
+    except ValueError:
+        broadcast = False
+    if not broadcast:
+        raise ValueError(f"noise_var of shape {nv.shape} does not broadcast to y {y.shape}.")
+    if _concrete(nv):
+        nv = np.asarray(nv)
+        if not np.all(np.isfinite(nv)) or np.any(nv < 0):
+            raise ValueError(f"noise_var must be finite and >= 0, got min {nv.min()}.")
+
+
+def check_shapes(A, x_example, y):
+    """Raises ValueError unless ``A`` maps ``x_example`` to an array like ``y`` (static)."""
+    if jnp.issubdtype(x_example.dtype, jnp.complexfloating) and getattr(A, "real_input", False):
+        raise ValueError(f"complex x ({x_example.dtype}) given to a real-input operator {A!r}.")
+    out = jax.eval_shape(A, jax.ShapeDtypeStruct(jnp.shape(x_example), x_example.dtype))
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(f"an operator must return one array, got {out}.")
+    if tuple(out.shape) != tuple(y.shape):
+        raise ValueError(
+            f"operator maps {list(jnp.shape(x_example))} to {list(out.shape)} but y has shape "
+            f"{list(y.shape)}."
+        )
+    if jnp.iscomplexobj(y) != jnp.issubdtype(out.dtype, jnp.complexfloating):
+        kind = "complex" if jnp.iscomplexobj(y) else "real"
+        raise ValueError(f"y is {kind} ({y.dtype}) but the operator returns {out.dtype}.")
+    if out.dtype != y.dtype:
+        raise ValueError(
+            f"operator returns {out.dtype} for x of {x_example.dtype} but y is {y.dtype}; "
+            "cast y (or x) so the dtypes agree."
+        )
+
+
+def _check_linear(A, x_example):
+    """Raises ValueError unless ``A(a x1 + b x2) = a A x1 + b A x2`` and ``A(0) = 0``."""
+    shape, dtype = jnp.shape(x_example), x_example.dtype
+    a, b = 0.7, -1.3
+    # Eager even inside a jit trace, so nothing is staged; traced operators are skipped.
+    with jax.ensure_compile_time_eval():
+        k1, k2 = jax.random.split(jax.random.key(0))
+        x1, x2 = jax.random.normal(k1, shape, dtype), jax.random.normal(k2, shape, dtype)
+        y1, y2, y12, y0 = A(x1), A(x2), A(a * x1 + b * x2), A(jnp.zeros(shape, dtype))
+    if not _concrete(y1, y2, y12, y0):
+        return
+    y1, y2, y12, y0 = (np.asarray(v) for v in (y1, y2, y12, y0))
+    scale = abs(a) * np.linalg.norm(y1) + abs(b) * np.linalg.norm(y2)
+    tol = 1e4 * np.finfo(y1.dtype).eps * scale + np.finfo(y1.dtype).tiny
+    if not np.linalg.norm(y12 - a * y1 - b * y2) <= tol or not np.linalg.norm(y0) <= tol:
+        raise ValueError(
+            f"the operator {A!r} is not linear: A(a x1 + b x2) != a A(x1) + b A(x2) or "
+            "A(0) != 0 on random inputs. Posterior methods need a linear A; linearise a "
+            "non-linear forward model first."
+        )
+
+
+def check_operator(A, x_example, y, noise_var=None):
+    """Checks an inverse problem before any sampling; raises ValueError naming the problem.
+
+    Static checks (always): ``A`` maps ``x_example`` to ``y``'s shape and dtype; complex
+    ``y`` needs a complex-output operator (and real ``y`` a real one); complex ``x`` needs an
+    operator that accepts it. Value checks (when ``A``'s arrays and ``noise_var`` are concrete,
+    i.e. not traced): ``noise_var`` finite and ``>= 0``; ``A`` linear on two random inputs
+    and ``A(0) = 0`` (relative tolerance ``1e4 * eps`` of the output dtype).
+
+    Args:
+      A: a linear callable on one example.
+      x_example: an array or ``jax.ShapeDtypeStruct`` like one input ``x``.
+      y: the observation.
+      noise_var: ``None`` (not checked), a scalar or an array broadcasting to ``y``.
+    """
+    check_shapes(A, x_example, y)
+    if noise_var is not None:
+        check_noise_var(noise_var, y)
+    if _concrete(A):
+        _check_linear(A, x_example)
+
+
+def validate_inputs(A, y, noise_var, x_like=None):
+    """The construction-time checks of the posterior wrappers; returns the input struct.
+
+    ``x_like`` defaults to ``A.input_struct(y)`` for this module's operators; for a plain
+    callable without ``x_like`` only ``noise_var`` is checked here (shapes are checked at
+    the first call) and ``None`` is returned.
+    """
+    if not jnp.issubdtype(jnp.result_type(y), jnp.inexact):
+        raise ValueError(f"y must be a floating or complex array, got {jnp.result_type(y)}.")
+    if x_like is None and hasattr(A, "input_struct"):
+        x_like = A.input_struct(y)
+    if x_like is None:
+        check_noise_var(noise_var, y)
+    else:
+        check_operator(A, x_like, y, noise_var)
+    return x_like
+
+
+def check_call(A, x, y):
+    """Trace-time checks of one posterior-denoiser call: ``x`` real and ``A x`` like ``y``."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"posterior denoisers act on real images x (the denoiser contract), got {x.dtype}; "
+            "a complex measurement belongs in the operator (e.g. UndersampledFourier)."
+        )
+    check_shapes(A, x, y)
+
+
+def noise_array(noise_var, y):
+    """``noise_var`` as an array in ``y``'s real dtype (so ``Sigma_y v = noise * v``)."""
+    return jnp.asarray(noise_var, _real_dtype(y.dtype))
