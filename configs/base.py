@@ -64,6 +64,15 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     config.eval.split = "test"  # split used for evaluation
+    config.eval.feature_t = 0.05  # diffusion time at which features are read (MDM: 50/1000)
+    config.eval.feature_blocks = ()  # feature names to read; () means the method's default
+    config.eval.feature_batch_size = 64  # images per feature-extraction call (bounds memory)
+    config.eval.probe_budgets = (0, 10)  # labels per class for the linear probe; 0 = all
+    config.eval.probe_seeds = 5  # seeds of the labelled subset for budgets > 0
+    config.eval.segmentation = True  # run label-efficient segmentation (needs masks or digits)
+    config.eval.seg_num_labelled = 20  # labelled training images for the pixel classifier
+    config.eval.seg_num_models = 10  # pixel-classifier ensemble size (methods.md A.6)
+    config.eval.seg_seeds = 3  # repetitions with different labelled images / inits
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.num_devices = 0  # devices on the 'data' axis; 0 means all devices

@@ -61,7 +61,7 @@ def _params(workdir, which):
 def _assert_same_params(a, b):
     import jax
 
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
 
 

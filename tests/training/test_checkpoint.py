@@ -40,7 +40,7 @@ def test_round_trip_is_bit_exact(tmp_path):
     manager.wait_until_finished()
     restored, data_state, meta = checkpoint.restore(manager, _abstract(state))
     assert data_state == {"it": 7} and meta == {"step": 1}
-    for a, b in zip(jax.tree.leaves(_plain(state)), jax.tree.leaves(_plain(restored)), strict=False):
+    for a, b in zip(jax.tree.leaves(_plain(state)), jax.tree.leaves(_plain(restored)), strict=True):
         np.testing.assert_array_equal(a, b)
     assert jax.dtypes.issubdtype(restored.rng.dtype, jax.dtypes.prng_key)
     # The restored state keeps training identically.

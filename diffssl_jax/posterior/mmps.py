@@ -1,0 +1,111 @@
+"""Moment Matching Posterior Sampling (MMPS): a posterior denoiser from a prior denoiser.
+
+For ``y = A x0 + n``, ``n ~ N(0, Sigma_y)``, and ``x = x0 + sigma * eps`` (VE), Tweedie's
+formulas give ``E[x0 | x] = D(x, sigma) = x0_hat`` and ``Cov[x0 | x] = sigma^2 J`` with
+``J = dD/dx``. Approximating ``p(x0 | x)`` by the Gaussian with these moments gives
+(Rozet et al. 2024, Eq. 12)
+
+    E[x0 | x, y] ~= x0_hat + sigma^2 J^T A^T v,   (Sigma_y + sigma^2 A J A^T) v = y - A x0_hat,
+
+exact when the prior is Gaussian. ``J`` is never materialised: one ``jax.vjp`` of the
+denoiser gives ``u -> J^T u`` (``J`` is symmetric for an optimal denoiser, so ``J^T`` is used
+where ``J`` appears), ``A^T`` comes from ``jax.linear_transpose``, and the system is solved by
+``posterior.cg`` from ``v = 0``, which accumulates ``J^T A^T v`` alongside ``v``. Cost per
+call with ``cg_maxiter = k``: one forward pass kept for the vjp plus ``k`` vjps (fewer if the
+tolerance or the breakdown guard stops CG early); ``jax.scipy.sparse.linalg.cg`` would need
+``k + 2`` (methods.md E.6).
+
+Complex operators (MRI) act on real ``x``: ``A^T`` is the real-linear adjoint ``Re(A^H .)``,
+so the system is the one of the realified observation ``(Re y, Im y)`` with ``noise_var`` the
+variance of each part, and the returned mean is real in ``x``'s dtype. Everything runs in the
+dtype of ``x`` and ``y`` (float64 end to end when x64 is enabled).
+"""
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from diffssl_jax.posterior import operators
+from diffssl_jax.posterior.cg import cg
+
+
+def check_cg_options(cg_maxiter, cg_rtol):
+    """Raises ValueError unless ``cg_maxiter`` is an int ``>= 1`` and ``cg_rtol >= 0``."""
+    if isinstance(cg_maxiter, bool) or int(cg_maxiter) != cg_maxiter or cg_maxiter < 1:
+        raise ValueError(f"cg_maxiter must be an integer >= 1, got {cg_maxiter!r}.")
+    if not cg_rtol >= 0:
+        raise ValueError(f"cg_rtol must be >= 0, got {cg_rtol!r}.")
+
+
+@flax.struct.dataclass
+class MMPSDenoiser:
+    """The MMPS posterior denoiser ``(x, sigma) -> E[x0 | x, y]`` (Rozet et al. 2024, Eq. 12).
+
+    A pytree: the prior denoiser, the operator, ``y`` and ``noise_var`` are leaves (a batch of
+    observations vmaps), the CG options are static. Build it with ``mmps``.
+    """
+
+    denoiser: Any
+    A: Any
+    y: jax.Array
+    noise_var: Any
+    cg_maxiter: int = flax.struct.field(pytree_node=False, default=1)
+    cg_rtol: float = flax.struct.field(pytree_node=False, default=0.0)
+
+    def __call__(self, x, sigma):
+        """``E[x0 | x, y]``.
+
+        Args:
+          x: one noisy example ``x = x0 + sigma * eps``, real, any shape.
+          sigma: scalar VE noise level.
+
+        Returns:
+          The posterior mean estimate, shape and dtype of ``x``.
+        """
+        operators.check_call(self.A, x, self.y)
+        sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
+        noise = operators.noise_array(self.noise_var, self.y)
+        x0_hat, vjp_fn = jax.vjp(lambda u: self.denoiser(u, sigma), x)
+        adjoint = operators.make_adjoint(self.A, x)
+
+        def matvec(v):
+            (jt_at_v,) = vjp_fn(adjoint(v))
+            return noise * v + sigma2 * self.A(jt_at_v), jt_at_v
+
+        residual = self.y - self.A(x0_hat)
+        solution = cg(matvec, residual, maxiter=self.cg_maxiter, rtol=self.cg_rtol)
+        return x0_hat + sigma2 * solution.aux
+
+
+def mmps(denoiser, A, y, noise_var, *, cg_maxiter=1, cg_rtol=0.0, x_like=None):
+    """Wraps a prior denoiser into the MMPS posterior denoiser for ``y = A x0 + n``.
+
+    ``E[x0 | x, y] ~= D(x) + sigma^2 J^T A^T v`` with
+    ``(Sigma_y + sigma^2 A J A^T) v = y - A D(x)`` solved by ``cg_maxiter`` CG iterations
+    (Rozet et al. 2024, Eq. 12). The paper's default is one iteration; ``dim(y)`` iterations
+    (``2 dim(y)`` for complex ``y``) solve the system exactly for a Gaussian prior. With an
+    imperfect network the system need not be SPD; the CG breakdown guard then guarantees
+    ``||y - A out + Sigma_y v|| <= ||y - A D(x)||`` (with ``Sigma_y = 0``: the output is never
+    less consistent with ``y`` than the prior denoiser's).
+
+    Args:
+      denoiser: ``denoiser(x, sigma) -> x0_hat`` on one example (a pytree or a function).
+      A: a linear operator on one example (``posterior.operators`` or any linear callable).
+      y: the observation, real or complex, with ``A(x)``'s shape and dtype.
+      noise_var: ``Sigma_y``, a scalar or a diagonal array broadcasting to ``y`` (``>= 0``).
+      cg_maxiter: CG iterations, ``>= 1`` (each costs one vjp through the denoiser).
+      cg_rtol: relative residual at which CG stops early (0: run ``cg_maxiter``).
+      x_like: array or ``jax.ShapeDtypeStruct`` like one ``x``, for the construction-time
+        operator checks; defaults to ``A.input_struct(y)`` for this package's operators.
+
+    Returns:
+      ``MMPSDenoiser``, a pytree callable as ``posterior_denoiser(x, sigma)``.
+
+    Raises:
+      ValueError: from ``operators.check_operator`` (shapes, dtypes, noise, non-linear A).
+    """
+    check_cg_options(cg_maxiter, cg_rtol)
+    operators.validate_inputs(A, y, noise_var, x_like)
+    return MMPSDenoiser(denoiser, A, y, noise_var, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)
