@@ -1,6 +1,6 @@
 """Conjugate gradients for the MMPS system, with auxiliary outputs and a breakdown guard.
 
-Written for MMPS (Rozet et al. 2024, Eq. 12) rather than calling
+Written for MMPS (Rozet et al. 2024, MMPS; methods.md E.2) rather than calling
 ``jax.scipy.sparse.linalg.cg``, for three measured reasons (methods.md E.6):
 
 * it never evaluates the matvec at the initial guess (``x0 = 0`` so ``r0 = b``), which saves
@@ -79,7 +79,7 @@ def _where(pred, u, w):
 
 
 def _step(matvec, stop_rr, s):
-    """One CG iteration (Hestenes and Stiefel 1952) with the guard; rejected steps change nothing."""
+    """One guarded CG iteration (Hestenes and Stiefel 1952); a rejected step changes nothing."""
     mp, aux_p = matvec(s.p)
     pmp = real_dot(s.p, mp)
     alpha = s.rr / pmp
@@ -112,7 +112,7 @@ def cg(matvec, b, *, maxiter, rtol=0.0):
     ``r_{k+1} = r_k - alpha_k M p_k``, ``p_{k+1} = r_{k+1} + (r_{k+1}^H r_{k+1} / r_k^H r_k) p_k``
     (Hestenes and Stiefel 1952), and ``aux(x_{k+1}) = aux(x_k) + alpha_k aux(p_k)``: exact for
     any ``aux`` linear in its argument. The matvec is never applied to ``x0``, so ``k``
-    iterations cost exactly ``k`` matvecs (MMPS, Rozet et al. 2024, Eq. 12: ``k`` vjps).
+    iterations cost exactly ``k`` matvecs (MMPS, Rozet et al. 2024, MMPS: ``k`` vjps).
 
     Args:
       matvec: ``p -> (M p, aux(p))``, ``M`` linear and, for convergence, self-adjoint positive

@@ -3,7 +3,7 @@
 For ``y = A x0 + n``, ``n ~ N(0, Sigma_y)``, and ``x = x0 + sigma * eps`` (VE), Tweedie's
 formulas give ``E[x0 | x] = D(x, sigma) = x0_hat`` and ``Cov[x0 | x] = sigma^2 J`` with
 ``J = dD/dx``. Approximating ``p(x0 | x)`` by the Gaussian with these moments gives
-(Rozet et al. 2024, Eq. 12)
+(Rozet et al. 2024, MMPS; methods.md E.2)
 
     E[x0 | x, y] ~= x0_hat + sigma^2 J^T A^T v,   (Sigma_y + sigma^2 A J A^T) v = y - A x0_hat,
 
@@ -31,6 +31,38 @@ from diffssl_jax.posterior import operators
 from diffssl_jax.posterior.cg import cg
 
 
+def validate_inputs(A, y, noise_var, x_like=None):
+    """Construction-time checks of every posterior wrapper (this module and ``baselines``).
+
+    ``x_like`` defaults to ``A.input_struct(y)`` for ``posterior.operators``; for a plain
+    callable without ``x_like`` only ``noise_var`` is checked here (shapes are checked when
+    the posterior denoiser is first traced).
+    """
+    if not jnp.issubdtype(jnp.result_type(y), jnp.inexact):
+        raise ValueError(f"y must be a floating or complex array, got {jnp.result_type(y)}.")
+    if x_like is None and hasattr(A, "input_struct"):
+        x_like = A.input_struct(y)
+    if x_like is None:
+        operators.check_noise_var(noise_var, y)
+    else:
+        operators.check_operator(A, x_like, y, noise_var)
+
+
+def check_call(A, x, y):
+    """Trace-time checks of one posterior-denoiser call: ``x`` real and ``A x`` like ``y``."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"posterior denoisers act on real images x (the denoiser contract), got {x.dtype}; "
+            "a complex measurement belongs in the operator (e.g. UndersampledFourier)."
+        )
+    operators.check_shapes(A, x, y)
+
+
+def noise_array(noise_var, y):
+    """``noise_var`` as an array in ``y``'s real dtype (so ``Sigma_y v = noise * v``)."""
+    return jnp.asarray(noise_var, jnp.finfo(y.dtype).dtype)
+
+
 def check_cg_options(cg_maxiter, cg_rtol):
     """Raises ValueError unless ``cg_maxiter`` is an int ``>= 1`` and ``cg_rtol >= 0``."""
     if isinstance(cg_maxiter, bool) or int(cg_maxiter) != cg_maxiter or cg_maxiter < 1:
@@ -41,7 +73,7 @@ def check_cg_options(cg_maxiter, cg_rtol):
 
 @flax.struct.dataclass
 class MMPSDenoiser:
-    """The MMPS posterior denoiser ``(x, sigma) -> E[x0 | x, y]`` (Rozet et al. 2024, Eq. 12).
+    """The MMPS posterior denoiser ``(x, sigma) -> E[x0 | x, y]`` (Rozet et al. 2024).
 
     A pytree: the prior denoiser, the operator, ``y`` and ``noise_var`` are leaves (a batch of
     observations vmaps), the CG options are static. Build it with ``mmps``.
@@ -64,9 +96,9 @@ class MMPSDenoiser:
         Returns:
           The posterior mean estimate, shape and dtype of ``x``.
         """
-        operators.check_call(self.A, x, self.y)
+        check_call(self.A, x, self.y)
         sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
-        noise = operators.noise_array(self.noise_var, self.y)
+        noise = noise_array(self.noise_var, self.y)
         x0_hat, vjp_fn = jax.vjp(lambda u: self.denoiser(u, sigma), x)
         adjoint = operators.make_adjoint(self.A, x)
 
@@ -84,8 +116,9 @@ def mmps(denoiser, A, y, noise_var, *, cg_maxiter=1, cg_rtol=0.0, x_like=None):
 
     ``E[x0 | x, y] ~= D(x) + sigma^2 J^T A^T v`` with
     ``(Sigma_y + sigma^2 A J A^T) v = y - A D(x)`` solved by ``cg_maxiter`` CG iterations
-    (Rozet et al. 2024, Eq. 12). The paper's default is one iteration; ``dim(y)`` iterations
-    (``2 dim(y)`` for complex ``y``) solve the system exactly for a Gaussian prior. With an
+    (Rozet et al. 2024, MMPS; methods.md E.2). The paper's default is one iteration;
+    ``dim(y)`` iterations (``2 dim(y)`` for complex ``y``) solve the system exactly for a
+    Gaussian prior. With an
     imperfect network the system need not be SPD; the CG breakdown guard then guarantees
     ``||y - A out + Sigma_y v|| <= ||y - A D(x)||`` (with ``Sigma_y = 0``: the output is never
     less consistent with ``y`` than the prior denoiser's).
@@ -107,5 +140,5 @@ def mmps(denoiser, A, y, noise_var, *, cg_maxiter=1, cg_rtol=0.0, x_like=None):
       ValueError: from ``operators.check_operator`` (shapes, dtypes, noise, non-linear A).
     """
     check_cg_options(cg_maxiter, cg_rtol)
-    operators.validate_inputs(A, y, noise_var, x_like)
+    validate_inputs(A, y, noise_var, x_like)
     return MMPSDenoiser(denoiser, A, y, noise_var, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)

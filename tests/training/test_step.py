@@ -41,7 +41,8 @@ def test_step_matches_manual_optax_update_and_ema():
     updates, _ = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     chex.assert_trees_all_close(new_state.params, params, rtol=1e-6)
-    ema = jax.tree.map(lambda old, new: 0.9 * old + 0.1 * new, state.params, params)
+    decay = min(0.9, 1.0 / 10.0)  # the warm-up rule at step 0
+    ema = jax.tree.map(lambda old, new: decay * old + (1 - decay) * new, state.params, params)
     chex.assert_trees_all_close(new_state.ema_params, ema, rtol=1e-6)
     np.testing.assert_allclose(metrics["train/loss"], loss, rtol=1e-6)
     assert int(new_state.step) == 1
@@ -54,6 +55,14 @@ def test_step_matches_manual_optax_update_and_ema():
         "train/mean_noise",
     }
     assert float(metrics["train/lr"]) == 0.0  # warm-up starts at 0
+
+
+def test_ema_decay_warms_up_then_saturates():
+    from diffssl_jax.training.step import ema_decay_at
+
+    np.testing.assert_allclose(ema_decay_at(0, 0.999), 0.1)
+    np.testing.assert_allclose(ema_decay_at(90, 0.999), 91 / 100)
+    np.testing.assert_allclose(ema_decay_at(10**6, 0.999), 0.999)
 
 
 def test_step_key_is_a_function_of_seed_and_step_only():
