@@ -19,7 +19,8 @@ def get_config(arg: str | None = None):
     config.model.model_channels = 32
     config.model.channel_mult = (1, 2, 2)
     config.model.num_res_blocks = 1
-    config.model.attention_resolutions = (2,)
+    # Attention at 8x8 doubled the step time on 2 CPU cores for no visible gain on 16x16 digits.
+    config.model.attention_resolutions = ()
     config.model.num_head_channels = 32
     config.model.dropout = 0.0
     config.model.num_groups = 8
@@ -28,11 +29,11 @@ def get_config(arg: str | None = None):
     config.optim.warmup_steps = 200
     config.optim.decay = "cosine"
     config.optim.ema_decay = 0.999
-    config.train.num_steps = 3000
-    config.train.batch_size = 128
+    config.train.num_steps = 1500
+    config.train.batch_size = 64
     config.train.log_every_steps = 100
     config.train.checkpoint_every_steps = 500
-    config.train.sample_every_steps = 1500
+    config.train.sample_every_steps = 500
     config.sampling.sampler = "ddpm_ancestral"
     config.sampling.num_steps = 100
     if "tiny" in variants:

@@ -205,12 +205,12 @@ def _tfds_example(raw: dict, image_key: str, label_key: str | None, image_size: 
 
 
 def _unknown_dataset_message(name: str, tfds) -> str:
-    names = ["digits", *tfds.list_builders(with_community_datasets=False)]
+    names = ["digits", "phantoms", *tfds.list_builders(with_community_datasets=False)]
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     return (
-        f"unknown dataset {name!r}: it is neither 'digits' (bundled) nor a registered tfds "
-        f"dataset.{hint} Set --config.data.name to one of them."
+        f"unknown dataset {name!r}: it is neither 'digits' nor 'phantoms' (bundled) nor a "
+        f"registered tfds dataset.{hint} Set --config.data.name to one of them."
     )
 
 
@@ -284,17 +284,24 @@ class TfdsSource:
 
 
 def make_source(name: str, split: str, data_dir: str | None = None, image_size: int | None = None):
-    """The source for a config's `data` group: 'digits' is bundled, any other name is tfds.
+    """The source for a config's `data` group: 'digits' and 'phantoms' are bundled, any other
+    name is tfds.
 
     Args:
-      name: 'digits' or a tfds dataset name.
-      split: split name ('train', 'test', 'all' for digits; any tfds split otherwise).
-      data_dir: tfds data_dir (ignored for digits); None means tfds' default.
-      image_size: square output size; None keeps the dataset's own (16 for digits).
+      name: 'digits', 'phantoms' (random ellipse phantoms) or a tfds dataset name.
+      split: split name ('train', 'test', 'all' for digits; 'train', 'test' for phantoms;
+        any tfds split otherwise).
+      data_dir: tfds data_dir (ignored for digits and phantoms); None means tfds' default.
+      image_size: square output size; None keeps the dataset's own (16 for digits, 32 for
+        phantoms).
 
     Returns:
-      A `DigitsSource` or `TfdsSource`.
+      A `DigitsSource`, `PhantomSource` or `TfdsSource`.
     """
     if name == "digits":
         return DigitsSource(split, image_size=16 if image_size is None else image_size)
+    if name == "phantoms":
+        from diffssl_jax.data.phantoms import PhantomSource  # Here: phantoms imports this module.
+
+        return PhantomSource(split, size=32 if image_size is None else image_size)
     return TfdsSource(name, split, data_dir=data_dir, image_size=image_size)

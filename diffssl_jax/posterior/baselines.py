@@ -24,7 +24,7 @@ def _num_real(y):
     return y.size * (2 if jnp.iscomplexobj(y) else 1)
 
 
-def _observation_solve(A, adjoint, noise, scale, residual, maxiter, rtol):
+def _observation_solve(A, adjoint, noise, scale, residual, maxiter, rtol, adjoint_like):
     """Solves ``(Sigma_y + scale A A^T) v = residual``; returns ``(v, A^T v)``."""
 
     def matvec(v):
@@ -32,7 +32,7 @@ def _observation_solve(A, adjoint, noise, scale, residual, maxiter, rtol):
         return noise * v + scale * A(at_v), at_v
 
     maxiter = _num_real(residual) if maxiter is None else maxiter
-    solution = cg(matvec, residual, maxiter=maxiter, rtol=rtol)
+    solution = cg(matvec, residual, maxiter=maxiter, rtol=rtol, aux_like=adjoint_like)
     return solution.x, solution.aux
 
 
@@ -97,7 +97,7 @@ class PiGDMDenoiser:
         adjoint = operators.make_adjoint(self.A, x)
         residual = self.y - self.A(x0_hat)
         _, at_v = _observation_solve(
-            self.A, adjoint, noise, r2, residual, self.cg_maxiter, self.cg_rtol
+            self.A, adjoint, noise, r2, residual, self.cg_maxiter, self.cg_rtol, x
         )
         (jt_at_v,) = vjp_fn(at_v)
         return x0_hat + sigma2 * jt_at_v
@@ -133,7 +133,9 @@ class TMPDDenoiser:
     Row sums ``<= 0`` (imperfect networks; the authors' NaN failure mode, methods.md E.3) are
     clipped to ``floor = rel_floor * mean(|A J A^T 1|)``; entries with ``c = 0`` (noiseless
     and all row sums 0) get no correction. Complex ``y``: real and imaginary parts are
-    separate realified coordinates.
+    separate realified coordinates. The official code takes the sums with a vjp (column sums,
+    equal for a symmetric ``J``); the jvp here needs a forward-differentiable denoiser (no
+    ``jax.custom_vjp`` inside).
     """
 
     denoiser: Any
@@ -188,7 +190,7 @@ class DiffPIRDenoiser:
         adjoint = operators.make_adjoint(self.A, x)
         residual = self.y - self.A(x0_hat)
         _, at_v = _observation_solve(
-            self.A, adjoint, noise, scale, residual, self.cg_maxiter, self.cg_rtol
+            self.A, adjoint, noise, scale, residual, self.cg_maxiter, self.cg_rtol, x
         )
         return x0_hat + scale * at_v
 

@@ -105,7 +105,7 @@ def _step(matvec, stop_rr, s):
     )
 
 
-def cg(matvec, b, *, maxiter, rtol=0.0):
+def cg(matvec, b, *, maxiter, rtol=0.0, aux_like=None):
     """Solves ``M x = b`` by conjugate gradients from ``x0 = 0``, accumulating ``aux(x)``.
 
     ``x_{k+1} = x_k + alpha_k p_k``, ``alpha_k = r_k^H r_k / p_k^H M p_k``,
@@ -123,6 +123,8 @@ def cg(matvec, b, *, maxiter, rtol=0.0):
         vectors) solve an SPD system exactly.
       rtol: stop early once ``||b - M x|| <= rtol ||b||``; ``0`` runs ``maxiter`` iterations
         unless the residual vanishes or the guard fires.
+      aux_like: pytree of arrays or ``jax.ShapeDtypeStruct`` with the structure of ``aux``;
+        by default found by ``jax.eval_shape`` (one abstract trace of ``matvec``, no FLOPs).
 
     Returns:
       ``CGResult(x, aux, residual_norm, iterations, breakdown)``; ``x`` and ``aux`` have the
@@ -132,8 +134,9 @@ def cg(matvec, b, *, maxiter, rtol=0.0):
         raise ValueError(f"cg needs an integer maxiter >= 0, got {maxiter!r}.")
     if not rtol >= 0:
         raise ValueError(f"cg needs rtol >= 0, got {rtol!r}.")
-    aux_struct = jax.eval_shape(lambda p: matvec(p)[1], b)
-    zero_aux = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_struct)
+    if aux_like is None:
+        aux_like = jax.eval_shape(lambda p: matvec(p)[1], b)
+    zero_aux = jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), s.dtype), aux_like)
     zero_x = jax.tree.map(jnp.zeros_like, b)
     bb = real_dot(b, b)
     stop_rr = jnp.asarray(rtol, bb.dtype) ** 2 * bb

@@ -107,7 +107,7 @@ class MMPSDenoiser:
             return noise * v + sigma2 * self.A(jt_at_v), jt_at_v
 
         residual = self.y - self.A(x0_hat)
-        solution = cg(matvec, residual, maxiter=self.cg_maxiter, rtol=self.cg_rtol)
+        solution = cg(matvec, residual, maxiter=self.cg_maxiter, rtol=self.cg_rtol, aux_like=x)
         return x0_hat + sigma2 * solution.aux
 
 
@@ -116,11 +116,11 @@ def mmps(denoiser, A, y, noise_var, *, cg_maxiter=1, cg_rtol=0.0, x_like=None):
 
     ``E[x0 | x, y] ~= D(x) + sigma^2 J^T A^T v`` with
     ``(Sigma_y + sigma^2 A J A^T) v = y - A D(x)`` solved by ``cg_maxiter`` CG iterations
-    (Rozet et al. 2024, MMPS; methods.md E.2). The paper's default is one iteration;
-    ``dim(y)`` iterations (``2 dim(y)`` for complex ``y``) solve the system exactly for a
-    Gaussian prior. With an
-    imperfect network the system need not be SPD; the CG breakdown guard then guarantees
-    ``||y - A out + Sigma_y v|| <= ||y - A D(x)||`` (with ``Sigma_y = 0``: the output is never
+    (Rozet et al. 2024, MMPS; methods.md E.2). The paper's default is one iteration; for a
+    Gaussian prior ``dim(y)`` iterations give the exact posterior mean (float64: <= 2e-13
+    relative in the tests, complex MRI included). With an imperfect network the system need
+    not be SPD; the CG breakdown guard then guarantees
+    ``||y - A out - Sigma_y v|| <= ||y - A D(x)||`` (with ``Sigma_y = 0``: the output is never
     less consistent with ``y`` than the prior denoiser's).
 
     Args:

@@ -138,13 +138,14 @@ def gaussian_kernel(size, sigma, dtype=jnp.float32):
 
 
 def motion_kernel(size, angle, dtype=jnp.float32):
-    """``[size, size]`` linear motion blur: a centred segment of length ``size``, sum 1.
+    """``[size, size]`` linear motion blur: a line through the centre across the window, sum 1.
 
     ``angle`` in degrees, counter-clockwise from the horizontal (0: the middle row, 90: the
-    middle column); the segment is rasterised by rounding 16 points per pixel.
+    middle column, 45: the anti-diagonal); rasterised by rounding 16 points per pixel.
     """
     c, theta = (size - 1) / 2, math.radians(angle)
-    t = np.linspace(-c, c, 16 * size)
+    half = size / 2 / max(abs(math.cos(theta)), abs(math.sin(theta)))
+    t = ((np.arange(16 * size) + 0.5) / (16 * size) * 2 - 1) * half
     rows = np.rint(c - t * math.sin(theta)).astype(int)
     cols = np.rint(c + t * math.cos(theta)).astype(int)
     k = np.zeros((size, size))
@@ -244,7 +245,10 @@ def check_shapes(A, x_example, y):
     """Raises ValueError unless ``A`` maps ``x_example`` to an array like ``y`` (static)."""
     if jnp.issubdtype(x_example.dtype, jnp.complexfloating) and getattr(A, "real_input", False):
         raise ValueError(f"complex x ({x_example.dtype}) given to a real-input operator {A!r}.")
-    out = jax.eval_shape(A, jax.ShapeDtypeStruct(jnp.shape(x_example), x_example.dtype))
+    try:
+        out = jax.eval_shape(A, jax.ShapeDtypeStruct(jnp.shape(x_example), x_example.dtype))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"operator maps {list(jnp.shape(x_example))} to nothing: {err}") from err
     out_shape = list(getattr(out, "shape", [None]))  # None: not a single array
     if out_shape != list(y.shape):
         raise ValueError(
@@ -282,16 +286,11 @@ def _check_linear(A, x_example):
 def check_operator(A, x_example, y, noise_var=None):
     """Checks an inverse problem before any sampling; raises ValueError naming the problem.
 
-    Static checks (always): ``A`` maps ``x_example`` to ``y``'s shape and dtype; complex
-    ``y`` needs a complex-output operator (and real ``y`` a real one); complex ``x`` needs an
-    operator that accepts it. Value checks (when ``A``'s arrays and ``noise_var`` are concrete,
-    i.e. not traced): ``noise_var`` finite and ``>= 0``; ``A`` linear on two random inputs
-    and ``A(0) = 0`` (relative tolerance ``1e4 * eps`` of the output dtype).
-
-    Args:
-      A: a linear callable on one example; x_example: an array or ``jax.ShapeDtypeStruct``
-        like one input ``x``; y: the observation; noise_var: ``None`` (not checked), a
-        scalar or an array broadcasting to ``y``.
+    Static (always): ``A`` maps ``x_example`` (array or ``jax.ShapeDtypeStruct``) to ``y``'s
+    shape and dtype, complex ``y`` iff complex output, complex ``x`` only if ``A`` accepts it;
+    ``noise_var`` (``None``: unchecked) real and broadcasting to ``y``. On concrete (untraced)
+    values: ``noise_var`` finite and ``>= 0``; ``A(a x1 + b x2) = a A x1 + b A x2`` on random
+    inputs and ``A(0) = 0``, to ``1e4 eps`` of the output dtype relative.
     """
     check_shapes(A, x_example, y)
     if noise_var is not None:
