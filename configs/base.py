@@ -21,6 +21,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.split = "train"  # split used for training
     config.data.data_dir = ""  # tfds data_dir; "" means tfds' default (~/tensorflow_datasets)
     config.data.image_size = 0  # resize tfds images to this square size; 0 keeps the size
+    config.data.label_key = "label"  # tfds feature holding the class; "" for unlabelled data
     config.data.image_shape = (16, 16, 1)  # (H, W, C) every example must have; checked
 
     config.pipeline = ml_collections.ConfigDict()

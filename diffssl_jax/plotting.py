@@ -2,11 +2,8 @@
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # backend-free: saving never changes the notebook backend
 
 
 def image_grid(images: np.ndarray, num_cols: int | None = None, pad: int = 1) -> np.ndarray:
@@ -39,7 +36,7 @@ def save_image_grid(
     grid = image_grid(images, num_cols)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     height, width = grid.shape[:2]
-    fig = plt.figure(figsize=(max(width * scale / 4, 2), max(height * scale / 4, 2)))
+    fig = Figure(figsize=(max(width * scale / 4, 2), max(height * scale / 4, 2)))
     ax = fig.add_axes((0, 0, 1, 0.92 if title else 1))
     ax.imshow(
         grid.squeeze(-1) if grid.shape[-1] == 1 else grid,
@@ -52,5 +49,4 @@ def save_image_grid(
     if title:
         fig.suptitle(title, fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

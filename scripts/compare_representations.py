@@ -105,14 +105,17 @@ def _markdown(rows, command: str, quick: bool, seg_max_epochs: int) -> str:
             "",
             f"Produced by `{command}`{' (smoke test: tiny configs)' if quick else ''}.",
             "",
-            "Digits protocols of `shared/methods.md` F: 1347 train / 450 test images, 16x16.",
-            "Linear probe: test accuracy of logistic regression on pooled features (raw pixels:",
-            f"the flattened image); k-per-class budgets over the probe seeds ({cfg['probe_seeds']} "
-            "in the first row's config). Segmentation: pixel-classifier protocol (i) of",
-            f"methods.md A.6, {cfg['seg_num_models']} MLPs, majority vote, <= {seg_max_epochs} "
-            f"epochs, over {cfg['seg_seeds']} draws of the labelled images; mIoU over 11 classes.",
-            "Numbers are percentages, mean ± std over seeds (± 0.0: one deterministic fit).",
-            "Feature dim is per pixel before pooling (raw pixels: channels).",
+            "Protocols of `shared/methods.md` F (1347 train / 450 test digits, 16x16):",
+            "",
+            "- Linear probe: test accuracy of logistic regression on globally pooled features",
+            "  (raw pixels: the flattened image); k-per-class budgets over "
+            f"{cfg['probe_seeds']} seeds of the labelled subset.",
+            "- Segmentation: pixel-classifier protocol (i) of methods.md A.6, "
+            f"{cfg['seg_num_models']} MLPs,",
+            f"  majority vote, at most {seg_max_epochs} epochs, {cfg['seg_seeds']} seed(s) of the",
+            "  labelled images; mIoU over the 11 classes, foreground Dice averaged over images.",
+            "- Percentages, mean ± std over seeds (± 0.0: a single deterministic fit). Feature",
+            "  dim is per pixel, before pooling (raw pixels: the channels).",
             "",
             *_table(rows),
             "",

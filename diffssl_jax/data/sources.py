@@ -218,6 +218,8 @@ def _open_tfds(name: str, split: str, data_dir: str | None):
     """`tfds.data_source` without downloads, with errors that say how to fix them."""
     import tensorflow_datasets as tfds  # Here, not at the top: only tfds datasets need it.
 
+    from diffssl_jax.data import builders  # registers glas and monuseg with tfds
+
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except tfds.core.DatasetNotFoundError as e:
@@ -229,6 +231,12 @@ def _open_tfds(name: str, split: str, data_dir: str | None):
         if builder.is_prepared() and not isinstance(e, NotImplementedError):
             raise
         root = data_dir or str(tfds.core.constants.DATA_DIR)
+        if name in builders.BUILDERS:
+            raise FileNotFoundError(
+                f"{name!r} (split {split!r}) is not prepared in data_dir {root!r}. It needs a "
+                f"manual download: `python scripts/prepare_dataset.py {name} --manual_dir=DIR "
+                f"--data_dir={root}` prints where to get it, then builds it without TensorFlow."
+            ) from e
         raise FileNotFoundError(
             f"tfds dataset {name!r} (split {split!r}) is not prepared as array_record in "
             f"data_dir {root!r} (searched {builder.data_dir}). Prepare it once on a machine "
@@ -283,7 +291,13 @@ class TfdsSource:
         return f"TfdsSource(name={self.name!r}, split={self.split!r}, n={len(self)})"
 
 
-def make_source(name: str, split: str, data_dir: str | None = None, image_size: int | None = None):
+def make_source(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    image_size: int | None = None,
+    label_key: str | None = "label",
+):
     """The source for a config's `data` group: 'digits' and 'phantoms' are bundled, any other
     name is tfds.
 
@@ -292,6 +306,8 @@ def make_source(name: str, split: str, data_dir: str | None = None, image_size: 
       split: split name ('train', 'test', 'all' for digits; 'train', 'test' for phantoms;
         any tfds split otherwise).
       data_dir: tfds data_dir (ignored for digits and phantoms); None means tfds' default.
+      label_key: the tfds feature holding the class; "" or None for unlabelled data
+        (MoNuSeg).
       image_size: square output size; None keeps the dataset's own (16 for digits, 32 for
         phantoms).
 
@@ -304,4 +320,4 @@ def make_source(name: str, split: str, data_dir: str | None = None, image_size: 
         from diffssl_jax.data.phantoms import PhantomSource  # Here: phantoms imports this module.
 
         return PhantomSource(split, size=32 if image_size is None else image_size)
-    return TfdsSource(name, split, data_dir=data_dir, image_size=image_size)
+    return TfdsSource(name, split, data_dir=data_dir, image_size=image_size, label_key=label_key or None)

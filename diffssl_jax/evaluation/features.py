@@ -33,6 +33,7 @@ from diffssl_jax.training.checkpoint import load_config, load_params
 
 WHICH = ("ema", "params", "random_init")
 POOLINGS = ("mean", "flatten")
+_SETTINGS = ("t", "blocks", "resize_to", "concat", "pooled", "pooling", "batch_size", "seed")
 
 
 def _recipe_blocks(features_fn, params, images, rng, t, blocks) -> tuple[list, tuple]:
@@ -53,16 +54,12 @@ def _postprocess(feats: dict, resize_to, concat: bool, pooled: bool, pooling: st
         if value.ndim != 4:
             raise ValueError(f"feature {name!r} has shape {value.shape}; need [b, h, w, c] maps")
     if resize_to is not None:
-        feats = {
-            name: jax.image.resize(v, (v.shape[0], *resize_to, v.shape[-1]), "bilinear")
-            for name, v in feats.items()
-        }
+        new_shape = lambda v: (v.shape[0], *resize_to, v.shape[-1])  # noqa: E731
+        feats = {k: jax.image.resize(v, new_shape(v), "bilinear") for k, v in feats.items()}
+    if pooled and pooling == "flatten":
+        return jnp.concatenate([v.reshape(len(v), -1) for v in feats.values()], -1).astype("f4")
     if pooled:
-        if pooling == "flatten":
-            flat = [v.reshape(v.shape[0], -1) for v in feats.values()]
-        else:
-            flat = [v.mean(axis=(1, 2)) for v in feats.values()]
-        return jnp.concatenate(flat, axis=-1).astype(jnp.float32)
+        return jnp.concatenate([v.mean((1, 2)) for v in feats.values()], -1).astype("f4")
     if concat:
         sizes = {name: v.shape[1:3] for name, v in feats.items()}
         if len(set(sizes.values())) > 1:
@@ -86,10 +83,10 @@ def _extract_chunk(
 
 def _check_images(images) -> np.ndarray:
     images = np.asarray(images)
-    if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty [N, H, W, C] array, got {images.shape}")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"images must be float in [-1, 1], got dtype {images.dtype}")
+    if images.ndim != 4 or len(images) == 0 or not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(
+            f"images must be non-empty float [N, H, W, C], got {images.dtype} {images.shape}"
+        )
     return images.astype(np.float32, copy=False)
 
 
@@ -104,9 +101,8 @@ class FeatureExtractor:
         blocks: feature names, or None for the recipe's default.
         resize_to: `(H, W)` to bilinearly resize every map to, or None.
         concat: return `{"features": [N, H, W, sum c]}` (needs equal sizes or `resize_to`).
-        pooled: return one `[N, D]` array: per block "mean" (global average pool, `D = sum
-            c`) or "flatten" (`D = sum h w c`; the raw-pixel baseline), concatenated.
-        pooling: "mean" or "flatten".
+        pooled: return one `[N, D]` array: the blocks, each pooled, concatenated.
+        pooling: "mean" (global average pool, `D = sum c`) or "flatten" (`D = sum h w c`).
         batch_size: images per jitted call (bounds memory).
         seed: root of the per-image corruption keys.
         info: provenance written with results (workdir, which, step).
@@ -157,53 +153,39 @@ class FeatureExtractor:
             chunk = images[start : start + size]
             count = len(chunk)
             if count < size:  # pad to one compiled shape; padded rows are dropped below
-                chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]))])
-            out = self._chunk(chunk.astype(np.float32), np.arange(start, start + size))
+                chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), "f4")])
+            out = _extract_chunk(
+                self.params,
+                chunk,
+                jnp.arange(start, start + size, dtype=jnp.int32),
+                jax.random.key(self.seed),
+                features_fn=self.features_fn,
+                t=float(self.t),
+                blocks=self.blocks,
+                resize_to=None if self.resize_to is None else tuple(self.resize_to),
+                concat=self.concat,
+                pooled=self.pooled,
+                pooling=self.pooling,
+            )
             chunks.append(jax.tree.map(lambda a, c=count: np.asarray(a[:c]), out))
         return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
 
-    def _chunk(self, images: np.ndarray, indices: np.ndarray):
-        return _extract_chunk(
-            self.params,
-            images,
-            jnp.asarray(indices, jnp.int32),
-            jax.random.key(self.seed),
-            features_fn=self.features_fn,
-            t=float(self.t),
-            blocks=self.blocks,
-            resize_to=None if self.resize_to is None else tuple(self.resize_to),
-            concat=self.concat,
-            pooled=self.pooled,
-            pooling=self.pooling,
-        )
-
     def block_shapes(self, image_shape) -> dict[str, tuple[int, ...]]:
         """`{name: (h, w, c)}` of the blocks read for one image of `image_shape` (H, W, C)."""
-        image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-        key = jax.eval_shape(lambda: jax.random.key(0)[None])
-        captured = {}
+        names = []
 
         def trace(params, x, rng):
-            names, maps = _recipe_blocks(self.features_fn, params, x, rng, self.t, self.blocks)
-            captured["names"] = list(names)
+            found, maps = _recipe_blocks(self.features_fn, params, x, rng, self.t, self.blocks)
+            names.extend(found)
             return maps
 
-        maps = jax.eval_shape(trace, self.params, image, key)
-        return {n: tuple(m.shape[1:]) for n, m in zip(captured["names"], maps, strict=True)}
+        image = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+        maps = jax.eval_shape(trace, self.params, image, jax.random.key(0)[None])
+        return {n: tuple(m.shape[1:]) for n, m in zip(names, maps, strict=True)}
 
     def settings(self) -> dict:
         """The JSON-able settings and provenance of this extractor."""
-        return {
-            "t": float(self.t),
-            "blocks": None if self.blocks is None else list(self.blocks),
-            "resize_to": None if self.resize_to is None else list(self.resize_to),
-            "concat": self.concat,
-            "pooled": self.pooled,
-            "pooling": self.pooling,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            **self.info,
-        }
+        return {**{k: getattr(self, k) for k in _SETTINGS}, **self.info}
 
 
 def random_init_params(config, recipe=None):
@@ -213,18 +195,10 @@ def random_init_params(config, recipe=None):
     preprocessing such as l-DAE's PCA basis from it) as `training.train`.
     """
     recipe = methods.make_recipe(config) if recipe is None else recipe
-    source = data.make_source(
-        config.data.name,
-        config.data.split,
-        data_dir=config.data.data_dir or None,
-        image_size=config.data.image_size or None,
-    )
-    batch = data.make_dataset(
-        source,
-        global_batch_size=config.train.batch_size,
-        seed=config.seed,
-        random_flip=config.pipeline.random_flip,
-    )[0]
+    cfg = config.data
+    source = data.make_source(cfg.name, cfg.split, cfg.data_dir or None, cfg.image_size or None)
+    flip, size = config.pipeline.random_flip, config.train.batch_size
+    batch = data.make_dataset(source, global_batch_size=size, seed=config.seed, random_flip=flip)[0]
     rng_init, _ = jax.random.split(jax.random.key(config.seed))
     return jax.jit(recipe.init)(rng_init, batch)
 
@@ -284,10 +258,10 @@ def load_features(
     else:
         params = load_params(workdir, step=step, which=which)
     info = {"workdir": os.path.abspath(workdir), "which": which, "step": step}
+    settings = {"resize_to": resize_to, "concat": concat, "pooled": pooled, "seed": seed}
     return _extractor(
-        config, params, recipe, t=t, blocks=blocks, batch_size=batch_size, info=info,
-        resize_to=resize_to, concat=concat, pooled=pooled, seed=seed,
-    )  # fmt: skip
+        config, params, recipe, t=t, blocks=blocks, batch_size=batch_size, info=info, **settings
+    )
 
 
 def random_init_features(config, *, t=None, blocks=None, batch_size=None, **settings):
@@ -306,7 +280,7 @@ def _raw_pixels(params, images, rng, *, t, blocks):
     return {"pixels": images}
 
 
-def raw_pixel_features(*, pooled: bool = False, batch_size: int = 256, **settings):
+def raw_pixel_features(*, batch_size: int = 256, **settings):
     """The raw-pixel baseline with the `FeatureExtractor` interface.
 
     Dense: `{"pixels": images}` (one feature per pixel and channel). Pooled: the flattened
@@ -317,7 +291,6 @@ def raw_pixel_features(*, pooled: bool = False, batch_size: int = 256, **setting
         features_fn=_raw_pixels,
         params={},
         t=0.0,
-        pooled=pooled,
         pooling="flatten",
         batch_size=batch_size,
         info={"which": "raw_pixels"},

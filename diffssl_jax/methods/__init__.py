@@ -4,10 +4,15 @@
 feature extractor and the samplers only ever see the `Recipe` it returns.
 """
 
-from diffssl_jax.methods import ddpm
+from diffssl_jax.methods import ddpm, ldae, mae, mdm
 from diffssl_jax.methods.recipe import Recipe
 
-_RECIPES = {"ddpm": ddpm.make_recipe}
+_RECIPES = {
+    "ddpm": ddpm.make_recipe,
+    "mdm": mdm.make_recipe,
+    "mae": mae.make_recipe,
+    "ldae": ldae.make_recipe,
+}
 
 
 def make_recipe(config) -> Recipe:

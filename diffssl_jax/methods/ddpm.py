@@ -3,7 +3,9 @@
 The baseline of every comparison and the frozen prior of DiTi. Loss (Ho et al. 2020,
 Eq. 14, generalised to eps/x0/v targets and weightings): E_{t, x0, eps} w(t) ||f(x_t, t) -
 target||^2 with x_t = alpha(t) x0 + sigma(t) eps. Features: the U-Net's decoder-block
-activations on a noised image at time t (Baranchuk et al. 2022).
+activations on a noised image at time t (Baranchuk et al. 2022); by default the blocks at the
+two finest output resolutions (`finest_decoder_blocks`), the same rule as MDM so that the two
+U-Net recipes are compared on the same blocks.
 """
 
 import functools
@@ -15,7 +17,7 @@ from diffssl_jax.corruptions import gaussian
 from diffssl_jax.corruptions.schedules import make_schedule
 from diffssl_jax.corruptions.times import stratified_times
 from diffssl_jax.methods.recipe import Recipe
-from diffssl_jax.models.unet import UNet
+from diffssl_jax.models.unet import UNet, unet_decoder_channels
 from diffssl_jax.objectives.denoising import denoising_loss
 from diffssl_jax.sampling import denoisers, samplers
 
@@ -26,6 +28,7 @@ def make_recipe(config) -> Recipe:
     schedule = make_schedule(config.corruption.schedule)
     kind, weighting = config.objective.prediction, config.objective.weighting
     image_shape = tuple(config.data.image_shape)
+    default_blocks = finest_decoder_blocks(model)
 
     def init(rng, batch):
         x = jnp.zeros((1, *image_shape), jnp.float32)
@@ -52,8 +55,7 @@ def make_recipe(config) -> Recipe:
         eps = jax.random.normal(rng, images.shape, images.dtype)
         xt = _corrupt(schedule, images, t_batch, eps)
         _, feats = model.apply({"params": params}, xt, t_batch)
-        names = blocks or [k for k in feats if k.startswith("dec_")]
-        return {name: feats[name] for name in names}
+        return select_features(feats, blocks, default_blocks)
 
     def sample(params, rng, num):
         denoiser = denoisers.make_vp_denoiser(_apply_fn(model), params, schedule, kind)
@@ -68,6 +70,40 @@ def make_recipe(config) -> Recipe:
         return jnp.clip(images, -1.0, 1.0)
 
     return Recipe(init=init, loss=loss, features=features, sample=sample)
+
+
+def finest_decoder_blocks(model: UNet, num_resolutions: int = 2) -> tuple[str, ...]:
+    """The decoder blocks whose output lies at the `num_resolutions` finest resolutions.
+
+    The default feature blocks of the U-Net recipes. MDM's medical choice (blocks 8-12 of the
+    256-px U-Net, methods.md A.4) reads the mid-to-fine decoder and skips the coarse blocks;
+    on the small digit U-Nets this rule keeps the full- and half-resolution blocks (for the
+    digits config, channel_mult (1, 2, 2) and one residual block: `dec_1 ... dec_5`, dropping
+    the 4x4 `dec_0`). Paper-scale configs name their blocks in `config.eval.feature_blocks`.
+
+    Args:
+        model: the U-Net.
+        num_resolutions: how many of the finest output resolutions to keep.
+
+    Returns:
+        Block names `dec_i` in decoder order.
+    """
+    blocks = unet_decoder_channels(model.model_channels, model.channel_mult, model.num_res_blocks)
+    factors = sorted({factor for _, factor in blocks})[:num_resolutions]
+    return tuple(f"dec_{i}" for i, (_, factor) in enumerate(blocks) if factor in factors)
+
+
+def select_features(feats: dict, blocks, default: tuple[str, ...]) -> dict:
+    """`{name: feats[name]}` for the requested `blocks` (None or empty: `default`), in order.
+
+    Raises:
+        ValueError: for a block name the network does not produce.
+    """
+    names = tuple(blocks) if blocks else default
+    unknown = [name for name in names if name not in feats]
+    if unknown:
+        raise ValueError(f"unknown feature block(s) {unknown}; this network has {sorted(feats)}")
+    return {name: feats[name] for name in names}
 
 
 def _apply_fn(model):

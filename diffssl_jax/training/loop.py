@@ -155,6 +155,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe) -> TrainState
         config.data.split,
         data_dir=config.data.data_dir or None,
         image_size=config.data.image_size or None,
+        label_key=config.data.label_key,
     )
     prepare_workdir(config, workdir)
     dataset = data.make_dataset(

@@ -1,0 +1,176 @@
+"""l-DAE: a ViT denoises images whose noise lives in a patch-wise PCA latent (Chen et al. 2024).
+
+The PCA basis is fitted ONCE, inside `make_recipe`, from `corruption.pca_num_patches` random
+`corruption.patch_size` patches of the training images (`config.data`), drawn with
+`config.seed`: it is a deterministic function of the config and the data, needs no
+checkpoint of its own, and is closed over by `loss` and `features` as a constant (never
+trained). Rebuilding the recipe (e.g. `evaluation.load_features`) refits the same basis.
+
+Loss (Chen et al. 2024, Sec. 4.3-4.4 and Eq. 4; methods.md C.4, C.6): t ~ U[0, 1)
+stratified over the batch (continuous; the paper's s / 999 grid is its discretisation),
+sigma_t = `sigma_max` t (sqrt(2) t), z_t = V_d (p(x0) - mu) + sigma_t eps with gamma_t = 1,
+x_t = inverse PCA of z_t (the PCA residual is absent from the input), a DiT-style ViT with
+adaLN time conditioning predicts x0, and
+lambda_t sum_i w_i (V_full (p(x0) - p(x_pred)))_i^2 with w = 1 on the first d components and
+`objective.residual_weight` (0.1) on the rest, lambda_t = 1 / (1 + sigma_t^2), mean over patches.
+
+Features: the ViT at t = `eval.feature_t` (paper: step 10 of 1000, "clean input") on an input
+chosen by `corruption.feature_input`. The paper does not say whether its "clean input" is
+the image itself or the noise-free latent decoded by the inverse PCA (the network's training
+input at sigma = 0, without the PCA residual). Default "projected" (the latter: no
+train/test shift); "raw" feeds the image; "noisy" adds latent noise at t with the features'
+`rng` (the paper's "noisy input" rows). Default block `encoder`; `tokens` and `block_i` too.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffssl_jax import data
+from diffssl_jax.corruptions import masking, pca_latent
+from diffssl_jax.corruptions.times import stratified_times
+from diffssl_jax.methods.mae import vit_features
+from diffssl_jax.methods.recipe import Recipe
+from diffssl_jax.models.vit import ViT
+
+FEATURE_INPUTS = ("projected", "raw", "noisy")
+DEFAULT_BLOCKS = ("encoder",)
+
+
+def sample_patches(source, patch_size: int, num_patches: int, seed: int) -> np.ndarray:
+    """Random flattened patches of a source's images, deterministic given `seed`.
+
+    Draws min(len(source), 4 ceil(N / L)) distinct images, cuts each into its L patches, then
+    keeps N of those patches without replacement (all of them if there are fewer).
+
+    Args:
+        source: random-access source of `{"image": [H, W, C]}` examples.
+        patch_size: P.
+        num_patches: N.
+        seed: root of both draws.
+
+    Returns:
+        `[min(N, available), P P C]` float32 patches.
+    """
+    if num_patches < 2:
+        raise ValueError(f"corruption.pca_num_patches must be >= 2, got {num_patches}")
+    rng = np.random.default_rng(seed)
+    first = np.asarray(source[0]["image"])
+    per_image = masking.count_patches(first.shape, patch_size)
+    num_images = min(len(source), 4 * -(-num_patches // per_image))
+    indices = np.sort(rng.choice(len(source), size=num_images, replace=False))
+    images = np.stack([np.asarray(source[int(i)]["image"], np.float32) for i in indices])
+    patches = np.asarray(pca_latent.extract_patches(images, patch_size))
+    patches = patches.reshape(-1, patches.shape[-1])
+    keep = rng.choice(len(patches), size=min(num_patches, len(patches)), replace=False)
+    return patches[np.sort(keep)]
+
+
+def fit_basis(config) -> pca_latent.PCABasis:
+    """The PCA basis of `config`: `fit_pca_basis` on `sample_patches` of `config.data`.
+
+    Maths: Sigma = V^T diag(lambda) V over random training patches (Chen et al. 2024, Sec. 4.1).
+    """
+    c = config.corruption
+    source = data.make_source(
+        config.data.name,
+        config.data.split,
+        data_dir=config.data.data_dir or None,
+        image_size=config.data.image_size or None,
+    )
+    patches = sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
+    basis = pca_latent.fit_pca_basis(
+        jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten
+    )
+    if not 1 <= c.latent_dim <= basis.dim:
+        raise ValueError(
+            f"corruption.latent_dim must be in [1, {basis.dim}] for {c.patch_size}x"
+            f"{c.patch_size} patches of {config.data.image_shape[-1]} channel(s), got "
+            f"{c.latent_dim}"
+        )
+    return basis
+
+
+def _check_config(config) -> None:
+    c = config.corruption
+    if c.feature_input not in FEATURE_INPUTS:
+        raise ValueError(
+            f"corruption.feature_input must be one of {FEATURE_INPUTS}, got {c.feature_input!r}"
+        )
+    if not c.sigma_max > 0:
+        raise ValueError(f"corruption.sigma_max must be positive, got {c.sigma_max}")
+    if not 0.0 <= config.objective.residual_weight:
+        raise ValueError(
+            f"objective.residual_weight must be >= 0, got {config.objective.residual_weight}"
+        )
+    masking.count_patches(tuple(config.data.image_shape), c.patch_size)  # raises
+
+
+def make_recipe(config, basis: pca_latent.PCABasis | None = None) -> Recipe:
+    """The l-DAE recipe for `config` (groups model, corruption, objective, data).
+
+    Args:
+        config: the run's config.
+        basis: a fitted basis to use instead of fitting one from `config.data` (tests).
+
+    Raises:
+        ValueError: on bad corruption/objective settings (named by key).
+    """
+    _check_config(config)
+    c = config.corruption
+    basis = fit_basis(config) if basis is None else basis
+    model = ViT(**config.model)
+    image_shape = tuple(config.data.image_shape)
+    num_patches = masking.count_patches(image_shape, c.patch_size)
+    corrupt = functools.partial(
+        pca_latent.pca_latent_corrupt,
+        basis,
+        patch_size=c.patch_size,
+        latent_dim=c.latent_dim,
+        sigma_max=c.sigma_max,
+    )
+    per_example = functools.partial(
+        pca_latent.pca_weighted_loss,
+        basis,
+        patch_size=c.patch_size,
+        latent_dim=c.latent_dim,
+        residual_weight=config.objective.residual_weight,
+    )
+
+    def noise(rng, batch_size):
+        return jax.random.normal(rng, (batch_size, num_patches, c.latent_dim), jnp.float32)
+
+    def init(rng, batch):
+        del batch
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
+
+    def loss(params, batch, rng):
+        x0 = batch["image"]
+        rng_time, rng_noise, rng_dropout = jax.random.split(rng, 3)
+        t = stratified_times(rng_time, x0.shape[0], t_min=0.0)
+        xt = jax.vmap(corrupt)(x0, t, noise(rng_noise, x0.shape[0]))
+        x_pred, _ = model.apply(
+            {"params": params}, xt, t, train=True, rngs={"dropout": rng_dropout}
+        )
+        sigma = pca_latent.pca_sigma(t, sigma_max=c.sigma_max)
+        return jax.vmap(per_example)(x0, x_pred, sigma).mean(), {}
+
+    def features(params, images, rng, *, t=0.01, blocks=None):
+        """ViT tokens at time `t` of `images` `[B, H, W, C]` (input: `feature_input`).
+
+        Returns:
+            `{name: [B, H/P, W/P, hidden]}`; default `encoder`.
+        """
+        batch_size = images.shape[0]
+        if c.feature_input != "raw":
+            t_batch = jnp.full((batch_size,), t, jnp.float32)
+            eps = noise(rng, batch_size)
+            if c.feature_input == "projected":
+                eps = jnp.zeros_like(eps)
+            images = jax.vmap(corrupt)(images, t_batch, eps)
+        return vit_features(model, params, images, t, blocks, DEFAULT_BLOCKS)
+
+    return Recipe(init=init, loss=loss, features=features, sample=None)
