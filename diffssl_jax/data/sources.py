@@ -320,4 +320,6 @@ def make_source(
         from diffssl_jax.data.phantoms import PhantomSource  # Here: phantoms imports this module.
 
         return PhantomSource(split, size=32 if image_size is None else image_size)
-    return TfdsSource(name, split, data_dir=data_dir, image_size=image_size, label_key=label_key or None)
+    return TfdsSource(
+        name, split, data_dir=data_dir, image_size=image_size, label_key=label_key or None
+    )
