@@ -17,7 +17,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.seed = 0  # root of all randomness: init, data order, noise, sampling
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"  # "digits" (bundled) or a tfds name such as "cifar10"
+    config.data.name = "digits"  # "digits" or "phantoms" (bundled), or a tfds name ("cifar10")
     config.data.split = "train"  # split used for training
     config.data.data_dir = ""  # tfds data_dir; "" means tfds' default (~/tensorflow_datasets)
     config.data.image_size = 0  # resize tfds images to this square size; 0 keeps the size

@@ -81,9 +81,7 @@ def fit_basis(config) -> pca_latent.PCABasis:
         image_size=config.data.image_size or None,
     )
     patches = sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
-    basis = pca_latent.fit_pca_basis(
-        jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten
-    )
+    basis = pca_latent.fit_pca_basis(jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten)
     if not 1 <= c.latent_dim <= basis.dim:
         raise ValueError(
             f"corruption.latent_dim must be in [1, {basis.dim}] for {c.patch_size}x"
@@ -156,7 +154,8 @@ def make_recipe(config, basis: pca_latent.PCABasis | None = None) -> Recipe:
             {"params": params}, xt, t, train=True, rngs={"dropout": rng_dropout}
         )
         sigma = pca_latent.pca_sigma(t, sigma_max=c.sigma_max)
-        return jax.vmap(per_example)(x0, x_pred, sigma).mean(), {}
+        per = jax.vmap(lambda a, b, s: per_example(a, b, sigma=s))(x0, x_pred, sigma)
+        return per.mean(), {}
 
     def features(params, images, rng, *, t=0.01, blocks=None):
         """ViT tokens at time `t` of `images` `[B, H, W, C]` (input: `feature_input`).

@@ -118,7 +118,7 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _log(metrics_window, step, first_step, last_checkpoint, elapsed, workdir):
+def _log(metrics_window, step, first_step, last_checkpoint, start_time, workdir):
     """Averages the window's metrics, stops on non-finite values, appends to metrics.jsonl."""
     host = jax.device_get(metrics_window)
     summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
@@ -130,6 +130,8 @@ def _log(metrics_window, step, first_step, last_checkpoint, elapsed, workdir):
             "(the run resumes from that checkpoint)."
         )
     summary["step"] = step
+    # Measured after device_get, which waits for the window's steps: compute, not dispatch.
+    elapsed = time.perf_counter() - start_time
     summary["time/steps_per_sec"] = len(host) / max(elapsed, 1e-9)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
@@ -209,9 +211,7 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
             window.append(metrics)
             bar.update(1)
             if step % cfg.log_every_steps == 0 or step == cfg.num_steps:
-                summary = _log(
-                    window, step, window_start, last_checkpoint, time.perf_counter() - t0, workdir
-                )
+                summary = _log(window, step, window_start, last_checkpoint, t0, workdir)
                 bar.set_postfix(loss=f"{summary['train/loss']:.4f}")
                 window, window_start, t0 = [], step, time.perf_counter()
             if (
