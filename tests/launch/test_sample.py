@@ -11,16 +11,28 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_sample_writes_images_and_grid(tmp_path):
-    trained = _run("-m", "launch.train", "--config=configs/ddpm/digits.py:tiny",
-                   f"--workdir={tmp_path}", "--config.train.num_steps=2")
+    trained = _run(
+        "-m",
+        "launch.train",
+        "--config=configs/ddpm/digits.py:tiny",
+        f"--workdir={tmp_path}",
+        "--config.train.num_steps=2",
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = _run("-m", "launch.sample", f"--workdir={tmp_path}", "--num_samples=5",
-                  "--sampler=ddim", "--num_steps=3")
+    result = _run(
+        "-m",
+        "launch.sample",
+        f"--workdir={tmp_path}",
+        "--num_samples=5",
+        "--sampler=ddim",
+        "--num_steps=3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     images = np.load(tmp_path / "eval" / "samples.npz")["images"]
     assert images.shape == (5, 16, 16, 1)
