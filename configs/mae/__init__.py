@@ -25,11 +25,14 @@ def get_mae_base_config():
     config.model.patch_size = 16  # ViT token side, in pixels
     config.model.time_conditioning = False  # MAE has no time input
     config.optim.lr_peak = 1.5e-4 * 4096 / 256  # MAE: base lr 1.5e-4 x batch / 256
-    config.optim.warmup_steps = 40 * 1251  # 40 epochs of ImageNet at batch 1024
+    config.optim.warmup_steps = 40 * 312  # 40 epochs of ImageNet at batch 4096
     config.optim.decay = "cosine"
     config.optim.weight_decay = 0.05
     config.optim.grad_clip_norm = 0.0
-    config.optim.ema_decay = 0.9999  # MAE keeps no EMA; the loop always does (cheap, unused)
+    # MAE keeps no EMA; the loop always does and evaluation reads it (which="params" for raw)
+    config.optim.ema_decay = 0.9999
+    config.train.batch_size = 4096
+    config.train.num_steps = 800 * 312  # 800 epochs
     config.train.sample_every_steps = 0  # MAE is not sampled from
 
     config.eval.feature_t = 0.0  # ignored: the ViT has no time input

@@ -25,6 +25,7 @@ def get_config(arg: str | None = None):
     variants = parse_variants(arg, known=("tiny",))
     config = get_mdm_base_config()
     config.data.name = "celeb_a_hq/256"
+    config.data.label_key = ""  # no class labels
     config.data.split = "train"
     config.data.image_shape = (256, 256, 3)
     config.pipeline.random_flip = True

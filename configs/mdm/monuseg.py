@@ -24,6 +24,7 @@ def get_config(arg: str | None = None):
     variants = parse_variants(arg, known=("tiny",))
     config = get_mdm_base_config()
     config.data.name = "monuseg"
+    config.data.label_key = ""  # no class labels
     config.data.split = "train+test"
     config.data.image_size = 256
     config.data.image_shape = (256, 256, 3)

@@ -193,6 +193,14 @@ def _tfds_example(raw: dict, image_key: str, label_key: str | None, image_size: 
         for key, value in raw.items()
         if key not in (image_key, label_key) and np.asarray(value).dtype.kind in "biuf"
     }
+    if image_size is not None:
+        # Per-pixel maps (segmentation, instances) follow the image, by nearest neighbour.
+        h, w = np.asarray(raw[image_key]).shape[:2]
+        rows = ((np.arange(image_size) + 0.5) * h / image_size).astype(int)
+        cols = ((np.arange(image_size) + 0.5) * w / image_size).astype(int)
+        for key, value in example.items():
+            if value.shape[:2] == (h, w):
+                example[key] = value[rows][:, cols]
     example["image"] = image
     if label_key is not None:
         if label_key not in raw:

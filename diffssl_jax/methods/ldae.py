@@ -42,8 +42,9 @@ DEFAULT_BLOCKS = ("encoder",)
 def sample_patches(source, patch_size: int, num_patches: int, seed: int) -> np.ndarray:
     """Random flattened patches of a source's images, deterministic given `seed`.
 
-    Draws min(len(source), 4 ceil(N / L)) distinct images, cuts each into its L patches, then
-    keeps N of those patches without replacement (all of them if there are fewer).
+    Draws min(len(source), 4 ceil(N / L)) distinct images, then N of their L patches each
+    (without replacement; all of them if there are fewer). Images are read one at a time and
+    only the chosen patches are kept, so memory is bounded by N patches plus one image.
 
     Args:
         source: random-access source of `{"image": [H, W, C]}` examples.
@@ -52,20 +53,24 @@ def sample_patches(source, patch_size: int, num_patches: int, seed: int) -> np.n
         seed: root of both draws.
 
     Returns:
-        `[min(N, available), P P C]` float32 patches.
+        `[min(N, available), P P C]` float32 patches, image-major.
     """
     if num_patches < 2:
         raise ValueError(f"corruption.pca_num_patches must be >= 2, got {num_patches}")
     rng = np.random.default_rng(seed)
-    first = np.asarray(source[0]["image"])
-    per_image = masking.count_patches(first.shape, patch_size)
+    per_image = masking.count_patches(np.shape(source[0]["image"]), patch_size)
     num_images = min(len(source), 4 * -(-num_patches // per_image))
     indices = np.sort(rng.choice(len(source), size=num_images, replace=False))
-    images = np.stack([np.asarray(source[int(i)]["image"], np.float32) for i in indices])
-    patches = np.asarray(pca_latent.extract_patches(images, patch_size))
-    patches = patches.reshape(-1, patches.shape[-1])
-    keep = rng.choice(len(patches), size=min(num_patches, len(patches)), replace=False)
-    return patches[np.sort(keep)]
+    total = num_images * per_image
+    keep = np.sort(rng.choice(total, size=min(num_patches, total), replace=False))
+    bounds = np.searchsorted(keep, np.arange(num_images + 1) * per_image)
+    chosen = []
+    for j, index in enumerate(indices):
+        within = keep[bounds[j] : bounds[j + 1]] - j * per_image
+        if within.size:
+            image = np.asarray(source[int(index)]["image"], np.float32)
+            chosen.append(np.asarray(pca_latent.extract_patches(image, patch_size))[within])
+    return np.concatenate(chosen).astype(np.float32)
 
 
 def fit_basis(config) -> pca_latent.PCABasis:
@@ -79,6 +84,7 @@ def fit_basis(config) -> pca_latent.PCABasis:
         config.data.split,
         data_dir=config.data.data_dir or None,
         image_size=config.data.image_size or None,
+        label_key=config.data.label_key,
     )
     patches = sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
     basis = pca_latent.fit_pca_basis(jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten)

@@ -210,15 +210,13 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
             step += 1
             window.append(metrics)
             bar.update(1)
+            # Read once: a SIGTERM arriving later in this iteration is handled in the next one.
+            stop = preemption.requested
             if step % cfg.log_every_steps == 0 or step == cfg.num_steps:
                 summary = _log(window, step, window_start, last_checkpoint, t0, workdir)
                 bar.set_postfix(loss=f"{summary['train/loss']:.4f}")
                 window, window_start, t0 = [], step, time.perf_counter()
-            if (
-                step % cfg.checkpoint_every_steps == 0
-                or step == cfg.num_steps
-                or preemption.requested
-            ):
+            if step % cfg.checkpoint_every_steps == 0 or step == cfg.num_steps or stop:
                 checkpoint.save(manager, state, iterator.get_state(), {"step": step})
                 last_checkpoint = step
             if (
@@ -227,7 +225,7 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
                 and (step % cfg.sample_every_steps == 0 or step == cfg.num_steps)
             ):
                 _save_samples(recipe, sample_fn, state, config, workdir, step)
-            if preemption.requested:
+            if stop:
                 print(f"SIGTERM: checkpointed step {step}; rerun the same command to resume.")
                 break
     manager.wait_until_finished()

@@ -194,3 +194,24 @@ def test_prepare_script_builds_glas(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train 2, test 2, test_a 1, test_b 1" in result.stdout
     assert len(tfds.data_source("glas", split="test", data_dir=str(tmp_path / "tfds"))) == 2
+
+
+def test_resized_glas_masks_follow_the_image(tmp_path):
+    """With data.image_size, segmentation maps are resized (nearest) so examples batch."""
+    import numpy as np
+
+    from diffssl_jax.data import make_dataset
+    from diffssl_jax.data.builders import fixtures
+    from diffssl_jax.data.sources import TfdsSource
+    from scripts.prepare_dataset import prepare
+
+    manual, data_dir = tmp_path / "manual", tmp_path / "tfds"
+    fixtures.write_glas_fixture(str(manual))
+    prepare("glas", manual_dir=str(manual), data_dir=str(data_dir))
+    source = TfdsSource("glas", "train", data_dir=str(data_dir), image_size=16)
+    example = source[0]
+    assert example["image"].shape == (16, 16, 3)
+    assert example["segmentation"].shape == (16, 16)
+    assert set(np.unique(example["segmentation"])) <= {0, 1}
+    batch = make_dataset(source, global_batch_size=2, seed=0)[0]
+    assert batch["segmentation"].shape == (2, 16, 16)
