@@ -31,6 +31,7 @@ from diffssl_jax.posterior.operators import (
     mri_column_mask,
     random_pixel_mask,
 )
+from diffssl_jax.posterior.sampling import sample_posterior
 
 __all__ = [
     "Blur",
@@ -57,5 +58,6 @@ __all__ = [
     "mri_column_mask",
     "pigdm",
     "random_pixel_mask",
+    "sample_posterior",
     "tmpd",
 ]
