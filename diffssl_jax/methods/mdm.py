@@ -130,6 +130,12 @@ def make_recipe(config) -> Recipe:
         keys = jax.random.split(rng, x0.shape[0])
         return jax.vmap(corrupt)(keys, x0, t)[0]
 
+    def restore(params, images, rng, *, t):
+        """`(masked, restored)`: `images` masked at ratio `t` and the U-Net's restoration."""
+        t_batch = jnp.full((images.shape[0],), t, jnp.float32)
+        xt = mask_batch(rng, images, t_batch)
+        return xt, model.apply({"params": params}, xt, t_batch)[0]
+
     def init(rng, batch):
         del batch
         x = jnp.zeros((1, *image_shape), jnp.float32)
@@ -163,4 +169,4 @@ def make_recipe(config) -> Recipe:
         _, feats = model.apply({"params": params}, xt, t_batch)
         return select_features(feats, blocks, default_blocks)
 
-    return Recipe(init=init, loss=loss, features=features, sample=None)
+    return Recipe(init=init, loss=loss, features=features, sample=None, restore=restore)
