@@ -58,18 +58,33 @@ def make_recipe(config) -> Recipe:
         return select_features(feats, blocks, default_blocks)
 
     def sample(params, rng, num):
-        denoiser = denoisers.make_vp_denoiser(_apply_fn(model), params, schedule, kind)
-        sigmas = samplers.sigma_grid(
-            config.sampling.grid,
-            config.sampling.num_steps,
-            config.sampling.sigma_min,
-            config.sampling.sigma_max,
-        )
+        sigmas = sampling_grid(config.sampling)
         sampler = samplers.make_sampler(config.sampling.sampler)
-        images = samplers.sample(denoiser, rng, image_shape, sigmas, sampler, num)
+        images = samplers.sample(
+            make_denoiser(config, params), rng, image_shape, sigmas, sampler, num
+        )
         return jnp.clip(images, -1.0, 1.0)
 
     return Recipe(init=init, loss=loss, features=features, sample=sample)
+
+
+def make_denoiser(config, params) -> denoisers.VPDenoiser:
+    """The denoiser contract `(x, sigma) -> x0_hat` of a trained DDPM (its U-Net in VP form)."""
+    model = UNet(**config.model)
+    schedule = make_schedule(config.corruption.schedule)
+    return denoisers.make_vp_denoiser(
+        _apply_fn(model), params, schedule, config.objective.prediction
+    )
+
+
+def sampling_grid(sampling_config, num_steps: int | None = None):
+    """The VE noise levels of `config.sampling` (optionally with another step count)."""
+    return samplers.sigma_grid(
+        sampling_config.grid,
+        num_steps or sampling_config.num_steps,
+        sampling_config.sigma_min,
+        sampling_config.sigma_max,
+    )
 
 
 def finest_decoder_blocks(model: UNet, num_resolutions: int = 2) -> tuple[str, ...]:
