@@ -50,3 +50,76 @@ def save_image_grid(
         fig.suptitle(title, fontsize=8)
     fig.savefig(path, dpi=100)
     return path
+
+
+def save_corner_plot(
+    samples: np.ndarray,
+    path: str,
+    reference: np.ndarray | None = None,
+    bins: int = 64,
+    limits: tuple[float, float] = (-3.0, 3.0),
+    title: str | None = None,
+) -> str:
+    """Corner plot of `samples [N, D]`: 2-D histograms below the diagonal, 1-D on it.
+
+    `reference [M, D]` (e.g. the true latents) is drawn as a grey 1-D histogram on the
+    diagonal. Returns the path of the saved PNG.
+    """
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim != 2:
+        raise ValueError(f"expected samples [N, D], got shape {samples.shape}")
+    d = samples.shape[1]
+    fig = Figure(figsize=(1.6 * d, 1.6 * d))
+    edges = np.linspace(*limits, bins + 1)
+    for i in range(d):
+        for j in range(i + 1):
+            ax = fig.add_subplot(d, d, i * d + j + 1)
+            if i == j:
+                if reference is not None:
+                    ax.hist(np.asarray(reference)[:, i], edges, color="0.7", histtype="stepfilled")
+                ax.hist(samples[:, i], edges, color="C0", histtype="step")
+                ax.set_yticks([])
+            else:
+                counts, _, _ = np.histogram2d(samples[:, j], samples[:, i], (edges, edges))
+                ax.imshow(counts.T, origin="lower", extent=(*limits, *limits), cmap="Blues")
+            ax.set_xticks([]) if i < d - 1 else ax.set_xlabel(f"$x_{j}$")
+            if j > 0 or i == 0:
+                ax.set_yticks([])
+            else:
+                ax.set_ylabel(f"$x_{i}$")
+    if title:
+        fig.suptitle(title)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def save_curves(
+    x: np.ndarray,
+    curves: dict,
+    path: str,
+    hlines: dict | None = None,
+    xlabel: str = "lap",
+    ylabel: str = "",
+    log_y: bool = False,
+    title: str | None = None,
+) -> str:
+    """Line plot of `{name: y [len(x)]}` against `x`, with named horizontal reference lines
+    (`hlines`, e.g. a baseline); an EM curve. Returns the path of the saved PNG."""
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, y in curves.items():
+        ax.plot(x, y, marker="o", label=name)
+    for k, (name, value) in enumerate((hlines or {}).items()):
+        ax.axhline(value, color=f"C{k + len(curves)}", linestyle="--", label=name)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

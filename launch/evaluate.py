@@ -1,8 +1,12 @@
 r"""Evaluates a trained workdir's representation: `python -m launch.evaluate --workdir=DIR`.
 
-Linear probe and digit segmentation (methods.md F) with the workdir's `config.eval`,
-written to `DIR/eval/results.json`; a table of the numbers is printed at the end. The logic
-lives in `diffssl_jax.evaluation.representation.evaluate_representation`. Example (fast):
+`--tasks` (default `representation`) picks the evaluations, all with the workdir's
+`config.eval`: `representation`: linear probe and digit segmentation (methods.md F), to
+`DIR/eval/results.json` (`evaluation.representation`); `attributes`: the digit attribute
+probes (class mAP, Pearson r and MSE), per DiTi subset group, to `DIR/eval/attributes.json`
+(`evaluation.attributes`); `counterfactuals`: DiTi's strips (DDIM inversion + generation
+with interpolated subsets), to `DIR/figures/counterfactuals.png`
+(`evaluation.counterfactuals`). A table of the numbers is printed at the end. Example (fast):
 
     .venv/bin/python -m launch.evaluate --workdir=/tmp/ddpm --t=0.1 \
         --set=probe_seeds=1 --set=seg_seeds=1 --set=seg_num_models=2 --seg_max_epochs=2
@@ -16,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
 from diffssl_jax import load_config  # noqa: E402
-from diffssl_jax.evaluation import representation  # noqa: E402
+from diffssl_jax.evaluation import attributes, counterfactuals, representation  # noqa: E402
 from diffssl_jax.training import parallel  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "A trained workdir.")
@@ -26,6 +30,7 @@ flags.DEFINE_bool("segmentation", None, "Override config.eval.segmentation.")
 flags.DEFINE_multi_string("set", [], "Override any config.eval key: --set=probe_seeds=1.")
 flags.DEFINE_integer("seg_max_epochs", 100, "Epoch cap of the pixel classifiers.")
 flags.DEFINE_string("out", None, "Results JSON; default DIR/eval/results.json.")
+flags.DEFINE_list("tasks", ["representation"], "representation, attributes, counterfactuals.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -49,12 +54,24 @@ def main(argv):
     f = flags.FLAGS
     if not os.path.isdir(f.workdir):
         raise app.UsageError(f"--workdir={f.workdir} does not exist: train it first")
+    unknown = set(f.tasks) - {"representation", "attributes", "counterfactuals"}
+    if unknown:
+        raise app.UsageError(f"unknown --tasks {sorted(unknown)}")
     config = representation.apply_eval_overrides(load_config(f.workdir), _overrides(f))
-    results = representation.evaluate_representation(
-        f.workdir, config, out_path=f.out, seg_max_epochs=f.seg_max_epochs
-    )
-    print(f"wrote {results['path']}")
-    print(representation.format_results(results))
+    if "representation" in f.tasks:
+        results = representation.evaluate_representation(
+            f.workdir, config, out_path=f.out, seg_max_epochs=f.seg_max_epochs
+        )
+        print(f"wrote {results['path']}")
+        print(representation.format_results(results))
+    if "attributes" in f.tasks:
+        results = attributes.evaluate_workdir_attributes(f.workdir, config)
+        print(f"wrote {results['path']}")
+        print(attributes.format_attribute_results(results["scores"]))
+    if "counterfactuals" in f.tasks:
+        print(
+            f"wrote {counterfactuals.evaluate_workdir_counterfactuals(f.workdir, config)['path']}"
+        )
 
 
 if __name__ == "__main__":

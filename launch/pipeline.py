@@ -10,23 +10,24 @@ r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmenta
    (all labels and k per class) and the 20-image digit segmentation of methods.md F
    (`evaluation.representation.evaluate_representation`), written to
    `DIR/eval/results.json`.
-3. Draws `DIR/figures/restorations.png`: test digits masked at several t (rows: masked,
-   restored, pairs per t) for recipes that restore a corruption.
+3. Draws `DIR/figures/segmentation.png` (test digits, label maps, the first seed's
+   predictions) and `DIR/figures/restorations.png`: test digits masked at several t (rows:
+   masked, restored, pairs per t) for recipes that restore a corruption
+   (`evaluation.figures`).
 4. Prints the numbers.
 """
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from diffssl_jax import data, load_params, methods, plotting, training  # noqa: E402
-from diffssl_jax.evaluation import representation  # noqa: E402
+from diffssl_jax import methods, training  # noqa: E402
+from diffssl_jax.evaluation import digit_tasks, figures, representation  # noqa: E402
 from diffssl_jax.training import parallel  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "mdm", "digits.py")
@@ -37,27 +38,6 @@ flags.DEFINE_integer("seg_max_epochs", 100, "Epoch cap of the pixel classifiers.
 flags.DEFINE_list("restore_t", ["0.25", "0.5", "0.75"], "Mask ratios of the restoration figure.")
 flags.mark_flags_as_required(["workdir"])
 
-NUM_FIGURE_DIGITS = 10
-
-
-def save_restorations(recipe, config, workdir: str, ts: list[float]) -> str | None:
-    """Masked and restored test digits at each t, stacked in rows; None if not a restorer."""
-    if recipe.restore is None:
-        return None
-    params = load_params(workdir, which="ema")
-    test = data.make_source(config.data.name, "test", label_key=config.data.label_key)
-    images = np.stack([test[i]["image"] for i in range(NUM_FIGURE_DIGITS)])
-    rows = [images]
-    for i, t in enumerate(ts):
-        masked, restored = recipe.restore(params, images, jax.random.key(i), t=t)
-        rows += [np.asarray(masked), np.clip(np.asarray(restored), -1, 1)]
-    path = os.path.join(workdir, "figures", "restorations.png")
-    title = "rows: test digits; then masked / restored at t = " + ", ".join(f"{t:g}" for t in ts)
-    plotting.save_image_grid(
-        np.concatenate(rows), path, num_cols=NUM_FIGURE_DIGITS, title=title, scale=0.6
-    )
-    return path
-
 
 def main(argv):
     if len(argv) > 1:
@@ -65,18 +45,29 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:  # orbax logs every file it touches at INFO
         logging.set_verbosity(logging.ERROR)
     parallel.initialize_distributed()
-    f = flags.FLAGS
+    f, start = flags.FLAGS, time.perf_counter()
     config, workdir = f.config, f.workdir
     eval_config = representation.apply_eval_overrides(config, f.set)  # fails before training
     recipe = methods.make_recipe(config)
     training.train(config, workdir, recipe)
     results = representation.evaluate_representation(
-        workdir, eval_config, seg_max_epochs=f.seg_max_epochs
+        workdir,
+        eval_config,
+        seg_max_epochs=f.seg_max_epochs,
+        num_seg_examples=figures.NUM_FIGURE_DIGITS,
     )
-    figure = save_restorations(recipe, config, workdir, [float(t) for t in f.restore_t])
+    paths = [results["path"]]
+    if "segmentation_examples" in results:
+        path = os.path.join(workdir, "figures", "segmentation.png")
+        classes = digit_tasks.NUM_SEGMENTATION_CLASSES
+        paths.append(figures.save_segmentations(results["segmentation_examples"], classes, path))
+    path = os.path.join(workdir, "figures", "restorations.png")
+    ts = [float(t) for t in f.restore_t]
+    paths.append(figures.save_restorations(recipe, config, workdir, ts, path))
     print(f"\n{config.method} on {config.data.name}: {workdir}")
-    print(f"results: {results['path']}" + (f"; restorations: {figure}" if figure else ""))
+    print("wrote " + ", ".join(p for p in paths if p))
     print(representation.format_results(results))
+    print(f"wall time: {time.perf_counter() - start:.0f} s (a finished pretraining is reused)")
 
 
 if __name__ == "__main__":

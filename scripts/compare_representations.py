@@ -6,7 +6,10 @@ trains each recipe of `RECIPES` from its `configs/<method>/digits.py[:variant]` 
 `runs/compare/<name>` with `diffssl_jax.training.train` (a finished run is not redone, an
 interrupted one resumes), evaluates it with `evaluate_representation` (its
 `eval/results.json`), adds the baselines (the DDPM U-Net at its random initialisation, and
-raw pixels) and writes `docs/results.md`. Smoke test (tiny configs, few seeds and epochs;
+raw pixels) and writes `docs/results.md`. An evaluation whose `eval/results.json` exists with
+the same eval settings and epoch cap is read back instead of redone (`--reevaluate` redoes
+it), so regenerating the table is quick. Everything below `TAIL_MARKER` in an existing output
+file (the discussion, the DiTi section) is kept. Smoke test (tiny configs, few seeds and epochs;
 writes under `runs/compare_quick/`, never `docs/results.md`):
 
     .venv/bin/python scripts/compare_representations.py --quick \
@@ -14,6 +17,7 @@ writes under `runs/compare_quick/`, never `docs/results.md`):
 """
 
 import importlib
+import json
 import os
 import sys
 
@@ -36,6 +40,19 @@ RECIPES = {
 }
 BASELINES = {"random_init": "random-init U-Net (DDPM config)", "raw_pixels": "raw pixels"}
 QUICK_EVAL = ("probe_seeds=2", "seg_seeds=1", "seg_num_models=2")
+TAIL_MARKER = "<!-- Below: written by hand; kept when the table above is regenerated. -->"
+DEFAULT_TAIL = [
+    TAIL_MARKER,
+    "",
+    "## Discussion",
+    "",
+    "(to be written)",
+    "",
+    "## DiTi attribute probes",
+    "",
+    "(the DiTi attribute-probe table goes here)",
+    "",
+]
 
 flags.DEFINE_list("recipes", [*RECIPES, *BASELINES], "Rows of the table, in order.")
 flags.DEFINE_bool("quick", False, "Tiny configs and evaluations: a smoke test.")
@@ -44,6 +61,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("out", None, "Markdown table; default docs/results.md (quick: under --runs).")
 flags.DEFINE_integer("seg_max_epochs", None, "Pixel-classifier epoch cap; default 100 (quick 3).")
+flags.DEFINE_bool("reevaluate", False, "Redo evaluations whose results.json already exists.")
 
 
 def _config(name: str, quick: bool):
@@ -55,24 +73,41 @@ def _config(name: str, quick: bool):
     return get_config(",".join(v for v in (variants, "tiny" if quick else "") if v))
 
 
-def _evaluate(name, runs, quick, seg_max_epochs) -> tuple[dict, str]:
+def _saved_results(path: str, eval_config, seg_max_epochs: int) -> dict | None:
+    """The results at `path` if they were made with these eval settings, else None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    same_eval = saved["config"]["eval"] == json.loads(eval_config.to_json())["eval"]
+    seg = saved["segmentation"]
+    if not same_eval or (seg is not None and seg["max_epochs"] != seg_max_epochs):
+        return None
+    return saved
+
+
+def _evaluate(name, runs, quick, seg_max_epochs, reevaluate=False) -> tuple[dict, str]:
     """(results, pretraining note) of one row; trains the recipe first when it is one."""
     config = _config("ddpm" if name in BASELINES else name, quick)
     eval_config = representation.apply_eval_overrides(config, QUICK_EVAL if quick else ())
     workdir = os.path.join(runs, name)
-    kwargs = {"seg_max_epochs": seg_max_epochs}
-    if name == "raw_pixels":
-        extractor, note = features.raw_pixel_features(), "none"
-    elif name == "random_init":
-        extractor, note = features.random_init_features(config), "none (step 0)"
-    else:
-        training.train(config, workdir, methods.make_recipe(config))
-        results = representation.evaluate_representation(workdir, eval_config, **kwargs)
-        return results, f"{config.train.num_steps} steps"
     out = os.path.join(workdir, "eval", "results.json")
-    return representation.evaluate_representation(
-        extractor, eval_config, out_path=out, **kwargs
-    ), note
+    note = {"raw_pixels": "none", "random_init": "none (step 0)"}.get(
+        name, f"{config.train.num_steps} steps"
+    )
+    if name not in BASELINES:
+        training.train(config, workdir, methods.make_recipe(config))
+    saved = None if reevaluate else _saved_results(out, eval_config, seg_max_epochs)
+    if saved is not None:
+        return saved, note
+    if name == "raw_pixels":
+        extractor = features.raw_pixel_features()
+    elif name == "random_init":
+        extractor = features.random_init_features(config)
+    else:
+        extractor = workdir
+    kwargs = {"out_path": out, "seg_max_epochs": seg_max_epochs}
+    return representation.evaluate_representation(extractor, eval_config, **kwargs), note
 
 
 def _cell(result: dict | None) -> str:
@@ -123,6 +158,16 @@ def _markdown(rows, command: str, quick: bool, seg_max_epochs: int) -> str:
     )
 
 
+def _tail(out: str) -> str:
+    """The hand-written part of an existing `out` from `TAIL_MARKER` on, or a fresh one."""
+    if os.path.exists(out):
+        with open(out) as f:
+            text = f.read()
+        if TAIL_MARKER in text:
+            return text[text.index(TAIL_MARKER) :]
+    return "\n".join(DEFAULT_TAIL)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -136,14 +181,15 @@ def main(argv):
     epochs = f.seg_max_epochs or (3 if f.quick else 100)
     rows = []
     for name in f.recipes:
-        results, note = _evaluate(name, runs, f.quick, epochs)
+        results, note = _evaluate(name, runs, f.quick, epochs, f.reevaluate)
         rows.append(((RECIPES.get(name) or (BASELINES[name],))[0], results, note))
         print(f"{name}:\n{representation.format_results(results)}", flush=True)
     script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
     command = " ".join([".venv/bin/python", script, *sys.argv[1:]])
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    text = _markdown(rows, command, f.quick, epochs) + "\n" + _tail(out)
     with open(out, "w") as file:
-        file.write(_markdown(rows, command, f.quick, epochs))
+        file.write(text)
     print(f"wrote {out}")
 
 

@@ -65,8 +65,15 @@ def probe_digits(extractor: FeatureExtractor, config, train, test, **probe_kwarg
     )
 
 
-def segment_digits(extractor: FeatureExtractor, config, train, test, *, max_epochs=100) -> dict:
-    """Digit-segmentation test mIoU and foreground Dice, mean ± std over `seg_seeds`."""
+def segment_digits(
+    extractor: FeatureExtractor, config, train, test, *, max_epochs=100, num_examples=0
+) -> dict:
+    """Digit-segmentation test mIoU and foreground Dice, mean ± std over `seg_seeds`.
+
+    With `num_examples` > 0 the result also holds `"examples"`: the first `num_examples`
+    test images `[n, H, W, 1]`, their label maps and the first seed's predictions
+    `[n, H, W]` (numpy, for figures; never written to JSON).
+    """
     cfg = config.eval
     dense = extractor.replace(pooled=False, concat=True, resize_to=train.images.shape[1:3])
     feature_fn = lambda images: dense(images)["features"]  # noqa: E731
@@ -75,7 +82,7 @@ def segment_digits(extractor: FeatureExtractor, config, train, test, *, max_epoc
     num_classes = digit_tasks.NUM_SEGMENTATION_CLASSES
     if not 1 <= cfg.seg_num_labelled <= len(train):
         raise ValueError(f"seg_num_labelled must be in [1, {len(train)}]: {cfg.seg_num_labelled}")
-    mious, dices = [], []
+    mious, dices, examples = [], [], None
     for seed in range(cfg.seg_seeds):
         chosen = np.sort(
             np.random.default_rng(seed).choice(len(train), cfg.seg_num_labelled, replace=False)
@@ -96,13 +103,22 @@ def segment_digits(extractor: FeatureExtractor, config, train, test, *, max_epoc
         )
         mious.append(seg_metrics.miou(seg_metrics.confusion_matrix(pred, test_masks, num_classes)))
         dices.append(_mean_dice(pred, test_masks))
-    return {
+        if seed == 0 and num_examples > 0:
+            examples = {
+                "images": test.images[:num_examples],
+                "target": test_masks[:num_examples],
+                "prediction": pred[:num_examples],
+            }
+    results = {
         "miou": _mean_std(mious),
         "dice": _mean_std(dices),
         "num_labelled": int(cfg.seg_num_labelled),
         "num_models": int(cfg.seg_num_models),
         "max_epochs": int(max_epochs),
     }
+    if examples is not None:
+        results["examples"] = examples
+    return results
 
 
 def _extractor_and_config(workdir_or_extractor, config):
@@ -127,7 +143,13 @@ def _extractor_and_config(workdir_or_extractor, config):
 
 
 def evaluate_representation(
-    workdir_or_extractor, config=None, *, out_path=None, seg_max_epochs=100, probe_steps=1000
+    workdir_or_extractor,
+    config=None,
+    *,
+    out_path=None,
+    seg_max_epochs=100,
+    probe_steps=1000,
+    num_seg_examples=0,
 ) -> dict:
     """Linear probe and (if `config.eval.segmentation`) digit segmentation of a representation.
 
@@ -140,6 +162,9 @@ def evaluate_representation(
             (nothing is written for an extractor without `out_path`).
         seg_max_epochs: epoch cap of the pixel classifiers (protocol (i): 100, early stop).
         probe_steps: L-BFGS iteration cap of the linear probe.
+        num_seg_examples: if > 0 (and segmentation runs), `results["segmentation_examples"]`
+            holds the first test images, label maps and first-seed predictions (numpy arrays
+            for figures; not written to the JSON).
 
     Returns:
         `{"linear_probe": {budget: {"mean", "std", ...}}, "segmentation": {"miou", "dice",
@@ -159,8 +184,14 @@ def evaluate_representation(
     }
     if config.eval.segmentation:
         results["segmentation"] = segment_digits(
-            extractor, config, train, test, max_epochs=seg_max_epochs
+            extractor,
+            config,
+            train,
+            test,
+            max_epochs=seg_max_epochs,
+            num_examples=num_seg_examples,
         )
+    examples = results["segmentation"] and results["segmentation"].pop("examples", None)
     results["config"] = json.loads(config.to_json())
     out_path = out_path or default_path
     if out_path:
@@ -168,6 +199,8 @@ def evaluate_representation(
         with open(out_path, "w") as f:
             json.dump(results, f, indent=2)
         results["path"] = out_path
+    if examples:
+        results["segmentation_examples"] = examples
     return results
 
 

@@ -4,7 +4,7 @@
 feature extractor and the samplers only ever see the `Recipe` it returns.
 """
 
-from diffssl_jax.methods import ddpm, ldae, mae, mdm
+from diffssl_jax.methods import ddpm, diti, ldae, mae, mdm
 from diffssl_jax.methods.recipe import Recipe
 
 _RECIPES = {
@@ -12,6 +12,7 @@ _RECIPES = {
     "mdm": mdm.make_recipe,
     "mae": mae.make_recipe,
     "ldae": ldae.make_recipe,
+    "diti": diti.make_recipe,
 }
 
 

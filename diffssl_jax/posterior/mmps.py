@@ -11,9 +11,11 @@ exact when the prior is Gaussian. ``J`` is never materialised: one ``jax.vjp`` o
 denoiser gives ``u -> J^T u`` (``J`` is symmetric for an optimal denoiser, so ``J^T`` is used
 where ``J`` appears), ``A^T`` comes from ``jax.linear_transpose``, and the system is solved by
 ``posterior.cg`` from ``v = 0``, which accumulates ``J^T A^T v`` alongside ``v``. Cost per
-call with ``cg_maxiter = k``: one forward pass kept for the vjp plus ``k`` vjps (fewer if the
-tolerance or the breakdown guard stops CG early); ``jax.scipy.sparse.linalg.cg`` would need
-``k + 2`` (methods.md E.6).
+call with ``cg_maxiter = k``: one forward pass kept for the vjp plus ``k`` vjps;
+``jax.scipy.sparse.linalg.cg`` would need ``k + 2`` (methods.md E.6). Up to
+``MAX_UNROLLED_ITERATIONS`` the iterations are unrolled (a vjp inside a loop body ran ~10x
+slower on XLA:CPU, ``benchmarks/README.md``), so an early stop (tolerance, breakdown guard)
+freezes the result but saves no vjp; above it a ``while_loop`` stops early.
 
 Complex operators (MRI) act on real ``x``: ``A^T`` is the real-linear adjoint ``Re(A^H .)``,
 so the system is the one of the realified observation ``(Re y, Im y)`` with ``noise_var`` the
@@ -29,6 +31,10 @@ import jax.numpy as jnp
 
 from diffssl_jax.posterior import operators
 from diffssl_jax.posterior.cg import cg
+
+# CG iterations up to this count are unrolled (see ``cg``'s ``unroll``: a vjp inside a loop
+# body was about 10x slower on XLA:CPU); more iterations run in a ``lax.while_loop``.
+MAX_UNROLLED_ITERATIONS = 16
 
 
 def validate_inputs(A, y, noise_var, x_like=None):
@@ -107,7 +113,10 @@ class MMPSDenoiser:
             return noise * v + sigma2 * self.A(jt_at_v), jt_at_v
 
         residual = self.y - self.A(x0_hat)
-        solution = cg(matvec, residual, maxiter=self.cg_maxiter, rtol=self.cg_rtol, aux_like=x)
+        unroll = self.cg_maxiter <= MAX_UNROLLED_ITERATIONS
+        solution = cg(
+            matvec, residual, maxiter=self.cg_maxiter, rtol=self.cg_rtol, aux_like=x, unroll=unroll
+        )
         return x0_hat + sigma2 * solution.aux
 
 

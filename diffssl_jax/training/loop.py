@@ -12,6 +12,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -89,7 +90,7 @@ def init_or_restore(config, workdir, recipe, example_batch, mesh, manager):
         params = checkpoint.load_params(config.train.init_from, which="ema", sharding=sharding)
         state = state.replace(
             params=params,
-            ema_params=params,
+            ema_params=jax.tree.map(jnp.copy, params),  # own buffers: the step donates both
             opt_state=jax.jit(tx.init, out_shardings=sharding)(params),
         )
     return state, None, 0
@@ -147,18 +148,23 @@ def _save_samples(recipe, sample_fn, state, config, workdir, step):
     plotting.save_image_grid(images, os.path.join(workdir, "figures", f"samples_{step:07d}.png"))
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, recipe) -> TrainState:
-    """Trains `recipe` on `config.data` into `workdir`; resumes when checkpoints exist."""
+def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=None) -> TrainState:
+    """Trains `recipe` into `workdir`; resumes when checkpoints exist.
+
+    The data are `config.data`'s source, or `source` (any random-access source, e.g. an
+    `ArraySource` of EM posterior samples) when given.
+    """
     cfg = config.train
     mesh = parallel.make_mesh(config.mesh.num_devices)
     parallel.check_batch_size(cfg.batch_size, mesh)
-    source = data.make_source(
-        config.data.name,
-        config.data.split,
-        data_dir=config.data.data_dir or None,
-        image_size=config.data.image_size or None,
-        label_key=config.data.label_key,
-    )
+    if source is None:
+        source = data.make_source(
+            config.data.name,
+            config.data.split,
+            data_dir=config.data.data_dir or None,
+            image_size=config.data.image_size or None,
+            label_key=config.data.label_key,
+        )
     prepare_workdir(config, workdir)
     dataset = data.make_dataset(
         source,

@@ -208,3 +208,20 @@ def test_invalid_options():
         cg(lambda p: (p, ()), jnp.ones(2), maxiter=-1)
     with pytest.raises(ValueError, match="rtol"):
         cg(lambda p: (p, ()), jnp.ones(2), maxiter=1, rtol=-1.0)
+
+
+@pytest.mark.parametrize("maxiter, rtol", [(1, 0.0), (4, 0.0), (12, 1e-6), (6, 0.0)])
+def test_unrolled_loop_equals_the_while_loop(maxiter, rtol):
+    """``unroll=True`` (used by MMPS) freezes finished iterations: same result as the loop,
+    on an SPD system, with an early stop, and through the breakdown guard."""
+    rng = np.random.default_rng(7)
+    n = 8
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    spd = _spd(rng, n, cond=5.0)
+    indefinite = jnp.asarray((q * np.array([3.0, 2, 1, 0.5, -0.5, -1, -2, -3])) @ q.T)
+    b, b_mat = jnp.asarray(rng.normal(size=n)), jnp.asarray(rng.normal(size=(3, n)))
+    for m in (spd, indefinite):
+        loop = cg(_matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol)
+        unrolled = cg(_matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol, unroll=True)
+        for a, u in zip(loop, unrolled, strict=True):
+            np.testing.assert_allclose(u, a, rtol=1e-12, atol=1e-14)

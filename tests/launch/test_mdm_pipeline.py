@@ -37,7 +37,9 @@ def test_pipeline_trains_evaluates_draws_and_prints(tmp_path):
     accuracy = results["linear_probe"]["all"]["mean"]
     assert 0.1 < accuracy <= 1.0  # 10 classes: a tiny MDM is already above chance
     assert 0.0 <= results["segmentation"]["miou"]["mean"] <= 1.0
-    assert os.path.getsize(tmp_path / "figures" / "restorations.png") > 1000
+    for figure in ("restorations.png", "segmentation.png"):
+        assert os.path.getsize(tmp_path / "figures" / figure) > 1000
+    assert "wall time" in result.stdout
     assert "linear probe, all" in result.stdout and f"{accuracy:.4f}" in result.stdout
 
 

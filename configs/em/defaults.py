@@ -1,0 +1,50 @@
+"""The EM groups shared by `configs/em/{toy,digits,mri}.py` (keys, meanings and units).
+
+`add_em_groups(config)` adds `em`, `posterior` and the EDM-recipe keys (`model_name`,
+`corruption.sigma_min/max`, `objective.sigma_data/time_distribution`) to the base config.
+"""
+
+import ml_collections
+
+from configs.base import get_base_config
+
+
+def get_em_base_config() -> ml_collections.ConfigDict:
+    """The base config plus every key `launch/em.py` reads."""
+    config = get_base_config()
+    config.method = "em"  # informational: EM trains `em_recipe` (EDM-preconditioned VE)
+    config.model_name = "mlp"  # network of the prior: mlp (flat vectors) | unet (images)
+    config.corruption.schedule = "loglinear_ve"
+    config.corruption.sigma_min = 1e-3  # smallest training noise level, network units
+    config.corruption.sigma_max = 100.0  # largest training noise level, network units
+    config.objective.prediction = "x0"  # the EDM denoiser predicts x0 (informational)
+    config.objective.sigma_data = 0.5  # s_d of the EDM preconditioning, network units
+    config.objective.time_distribution = "uniform"  # training times: beta33 | uniform
+    config.train.sample_every_steps = 0  # the loop's sample grids are off; EM draws its own
+    config.train.progress_bar = False
+    config.train.keep_checkpoints = 1
+    config.sampling.grid = "loglinear"
+    config.sampling.sampler = "ddpm_ancestral"
+
+    config.posterior = ml_collections.ConfigDict()
+    config.posterior.cg_maxiter = 1  # CG iterations of MMPS (the paper's default)
+
+    config.em = ml_collections.ConfigDict()
+    config.em.task = "toy"  # toy | digits | mri (what launch/em.py builds)
+    config.em.num_laps = 8  # EM laps after the Gaussian lap 0
+    config.em.num_observations = 8192  # observations (and posterior samples per lap)
+    config.em.data_seed = 0  # seed of the clean data and of the observations
+    config.em.noise_std = 0.01  # observation noise standard deviation (per real part)
+    config.em.obs_dim = 2  # toy: rows of each random projection
+    config.em.mask_rate = 0.75  # digits: fraction of pixels removed
+    config.em.acceleration = 4.0  # mri: undersampling factor
+    config.em.center_fraction = 0.08  # mri: fully sampled central columns
+    config.em.gaussian_iterations = 32  # moment-matching EM iterations of the lap-0 prior
+    config.em.chunk_size = 1024  # observations per E-step chunk (memory; resume granularity)
+    config.em.data_scale = 1.0  # network units = EM units / data_scale (data within [-1, 1])
+    config.em.sample_bound = 0.0  # drop samples with any |x| > bound (EM units); 0: no bound
+    config.em.warm_start = True  # M-step starts from the previous lap's EMA params (E.4)
+    config.em.num_eval_samples = 2048  # prior samples (and true points) per lap metric
+    config.em.clean_baseline = True  # also train the prior on clean data (the ceiling)
+    config.em.classifier_workdir = "runs/digit_classifier"  # digits: Fréchet features
+    return config

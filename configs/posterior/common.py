@@ -1,0 +1,56 @@
+"""The shared keys of every posterior-sampling problem config (`launch/sample.py --problem`).
+
+A problem file (`configs/posterior/digits_inpaint.py`, ...) calls `get_problem_config()`,
+overrides what differs and exposes `get_config(arg)` with a `tiny` variant. Groups are
+unpacked as keyword arguments: `operator` into `inverse_problems.make_problem`, `method`
+(minus `name`) into `inverse_problems.make_posterior_factory`.
+"""
+
+import ml_collections
+
+
+def get_problem_config() -> ml_collections.ConfigDict:
+    """Every key a problem config has, with its meaning."""
+    config = ml_collections.ConfigDict()
+    config.name = "problem"  # output files are eval/posterior_<name>.{npz,json}
+    config.seed = 0  # masks, observation noise and sampler noise
+    config.noise_std = 0.01  # observation noise std (per real/imaginary part for MRI)
+    config.num_samples = 4  # posterior samples per observation
+
+    config.data = ml_collections.ConfigDict()
+    config.data.dataset = "digits"  # digits | phantoms | shepp_logan (held-out images)
+    config.data.split = "test"  # split of digits / phantoms
+    config.data.num_images = 8  # observations (ground-truth images)
+    config.data.start = 0  # index of the first image in the split
+
+    config.operator = ml_collections.ConfigDict()
+    config.operator.kind = "box"  # box | pixels | superres | mri
+    config.operator.box = (4, 4, 8, 8)  # missing box (top, left, height, width), pixels
+    config.operator.rate = 0.5  # fraction of pixels removed (pixels)
+    config.operator.factor = 2  # average-pooling factor (superres)
+    config.operator.acceleration = 4.0  # MRI undersampling factor (mri)
+    config.operator.center_fraction = 0.08  # fully sampled central columns (mri)
+
+    config.method = ml_collections.ConfigDict()
+    config.method.name = "mmps"  # mmps | dps | pigdm | tmpd | diffpir
+    config.method.cg_maxiter = 1  # MMPS conjugate-gradient iterations (vjps per step)
+    config.method.cg_rtol = 0.0  # MMPS early stop at this relative CG residual (0: never)
+    config.method.zeta = 1.0  # DPS step size (on the residual norm, per example)
+    config.method.data_var = 1.0  # PiGDM prior variance in r^2 = s^2 v / (s^2 + v)
+    config.method.rel_floor = 1e-3  # TMPD floor of the row sums, relative to their mean
+    config.method.lambda_ = 1.0  # DiffPIR proximal weight (rho = lambda_ s_y^2 / s^2)
+
+    config.sampling = ml_collections.ConfigDict()
+    config.sampling.sampler = "ddpm_ancestral"  # ddpm_ancestral | ddim | edm_heun | ...
+    config.sampling.num_steps = 100  # sampler steps (one posterior-denoiser call each)
+    config.sampling.grid = "karras"  # sigma grid: karras | loglinear
+    config.sampling.sigma_min = 0.002  # smallest VE noise level
+    config.sampling.sigma_max = 80.0  # largest VE noise level
+    return config
+
+
+def shrink_for_tests(config: ml_collections.ConfigDict) -> None:
+    """The `tiny` variant: two images, two samples, four steps."""
+    config.data.num_images = 2
+    config.num_samples = 2
+    config.sampling.num_steps = 4

@@ -1,0 +1,351 @@
+"""Learning a diffusion prior from corrupted observations by EM (Rozet et al. 2024, Sec. 4).
+
+Given observations `y_i = A_i x_i + n_i`, `n_i ~ N(0, Sigma_y)`, EM maximises the evidence
+`sum_i log p_theta(y_i)` by alternating (E.4)
+
+    E-step: pi_k = {x_i ~ q_theta_k(x | y_i)}  (MMPS posterior samples, one per observation),
+    M-step: theta_{k+1} = argmin_theta E_{x ~ pi_k} [denoising loss]  (Rozet et al. Eq. 8),
+
+starting from the Gaussian prior fitted by moment matching (`em_gaussian.fit_gaussian`),
+whose posteriors `pi_0` are sampled with its analytic denoiser. The M-step is the one
+training loop, warm-started from the previous lap's (EMA) parameters with a fresh optimiser
+state; the E-step is `posterior.sample_posterior` with `posterior.mmps` (vmapped over
+observations, sharded over devices). Samples that are not finite or out of range are
+dropped and counted.
+
+Layout of `workdir/em/lap_{k:03d}/`: `train/` (the M-step's own workdir: checkpoints,
+metrics), `estep/chunk_{j:05d}.npy` (E-step chunks, written atomically), `samples.npy` (the
+lap's kept samples) and `lap.json` (counts, metrics, times), written last: a lap is done iff
+its `lap.json` exists. A killed run resumes inside the lap where it stopped (the M-step from
+its last checkpoint, the E-step from its last chunk). Every key derives from
+`fold_in(key(seed), lap)`, never from `hash()`.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffssl_jax import data
+from diffssl_jax.posterior.mmps import mmps
+from diffssl_jax.posterior.sampling import sample_posterior
+from diffssl_jax.sampling import samplers
+from diffssl_jax.training import checkpoint, loop
+
+_ESTEP_STREAM, _PRIOR_STREAM = 0, 1  # fold_in tags of the lap key's two uses
+
+
+class EMError(RuntimeError):
+    """A lap that cannot complete (no usable samples, bad data); earlier laps are kept."""
+
+
+class Observations(NamedTuple):
+    """A dataset of linear-Gaussian observations `y_i = A_i x_i + n_i`.
+
+    Attributes:
+      y: `[N, *y_shape]` observations (real or complex).
+      operators: one operator pytree whose leaves have the leading axis `N`.
+      noise_var: `Sigma_y`, a scalar or an array broadcasting to one `y`.
+      shape: the shape of one `x` (what the operators act on).
+    """
+
+    y: Any
+    operators: Any
+    noise_var: Any
+    shape: tuple
+
+
+def check_observations(obs: Observations) -> int:
+    """Returns `N` after checking that operators and `y` agree; raises ValueError otherwise."""
+    y = jnp.asarray(obs.y)
+    if y.ndim < 1 or y.shape[0] == 0:
+        raise ValueError(f"y must be a non-empty [N, ...] array, got shape {y.shape}.")
+    n = y.shape[0]
+    for leaf in jax.tree.leaves(obs.operators):
+        if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != n:
+            raise ValueError(
+                f"operators and y disagree: y has {n} observations but an operator leaf has "
+                f"shape {jnp.shape(leaf)}; stack one operator per observation."
+            )
+    first = jax.tree.map(lambda leaf: leaf[0], obs.operators)
+    dtype = jnp.finfo(y.dtype).dtype
+    out = jax.eval_shape(first, jax.ShapeDtypeStruct(tuple(obs.shape), dtype))
+    if tuple(out.shape) != tuple(y.shape[1:]):
+        raise ValueError(
+            f"operators and y disagree in shape: A(x) for x of shape {tuple(obs.shape)} has "
+            f"shape {tuple(out.shape)} but each y has shape {tuple(y.shape[1:])}."
+        )
+    if not bool(jnp.all(jnp.isfinite(y))):
+        raise ValueError("y contains NaN or inf: clean the observations before EM.")
+    return n
+
+
+@flax.struct.dataclass
+class ReshapedDenoiser:
+    """`D(x, sigma) = scale * inner((x / scale).reshape(inner_shape), sigma / scale)`.
+
+    Adapts a denoiser trained in network units (data divided by `scale`, examples of
+    `inner_shape`, e.g. `[1, 1, D]` for vectors or `[D]` for `GaussianDenoiser`) to the EM
+    space of the operators. Denoisers commute with this change of units: if `x0' = x0 / s`
+    then `E[x0 | x0 + sigma eps] = s E[x0' | x0' + (sigma / s) eps]`.
+    """
+
+    inner: Any
+    inner_shape: tuple = flax.struct.field(pytree_node=False)
+    scale: float = flax.struct.field(pytree_node=False, default=1.0)
+
+    def __call__(self, x, sigma):
+        z = (x / self.scale).reshape(self.inner_shape)
+        return (self.scale * self.inner(z, sigma / self.scale)).reshape(x.shape).astype(x.dtype)
+
+
+def lap_key(seed: int, lap: int) -> jax.Array:
+    """The key of lap `lap`: `fold_in(key(seed), lap)`."""
+    return jax.random.fold_in(jax.random.key(seed), lap)
+
+
+def lap_seed(seed: int, lap: int) -> int:
+    """An integer seed in [0, 2**31) for the lap's M-step (data order, init), from `lap_key`."""
+    return int(jax.random.key_data(lap_key(seed, lap))[-1]) % 2**31
+
+
+def lap_dir(workdir: str, lap: int) -> str:
+    return os.path.join(workdir, "em", f"lap_{lap:03d}")
+
+
+def _atomic_save(path: str, array: np.ndarray) -> None:
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def completed_laps(workdir: str) -> list[int]:
+    """Laps whose `lap.json` exists, in order (the lap's samples are then complete)."""
+    root = os.path.join(workdir, "em")
+    if not os.path.isdir(root):
+        return []
+    laps = [int(d[4:]) for d in os.listdir(root) if d.startswith("lap_") and d[4:].isdigit()]
+    return sorted(k for k in laps if os.path.exists(os.path.join(lap_dir(workdir, k), "lap.json")))
+
+
+def load_lap(workdir: str, lap: int) -> tuple[np.ndarray, dict]:
+    """`(samples [N_kept, *shape], info)` of a completed lap."""
+    directory = lap_dir(workdir, lap)
+    with open(os.path.join(directory, "lap.json")) as f:
+        info = json.load(f)
+    return np.load(os.path.join(directory, "samples.npy")), info
+
+
+def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
+    """Drops non-finite samples and, if `bound`, samples with any |entry| > bound (E.4).
+
+    Returns:
+      `(kept [K, ...], {"num_nonfinite": ..., "num_out_of_range": ..., "num_kept": K})`.
+    """
+    samples = np.asarray(samples)
+    flat = samples.reshape(len(samples), -1)
+    finite = np.all(np.isfinite(flat), axis=1)
+    in_range = np.ones_like(finite) if bound is None else np.all(np.abs(flat) <= bound, axis=1)
+    in_range &= finite
+    counts = {
+        "num_nonfinite": int((~finite).sum()),
+        "num_out_of_range": int((finite & ~in_range).sum()),
+        "num_kept": int(in_range.sum()),
+    }
+    return samples[in_range], counts
+
+
+def e_step(denoiser, obs: Observations, *, rng, config, directory: str, mesh=None) -> np.ndarray:
+    """Posterior samples `[N, *shape]` for every observation, by chunks that resume.
+
+    Chunk `j` (observations `[j c, (j + 1) c)`, `c = config.em.chunk_size`) uses the key
+    `fold_in(rng, j)` and is saved to `directory/chunk_{j:05d}.npy` once computed.
+    """
+    n = int(jnp.shape(obs.y)[0])
+    size = int(config.em.chunk_size)
+    sigmas = _sigmas(config.sampling)
+    os.makedirs(directory, exist_ok=True)
+    make_posterior = lambda d, A, y, nv: mmps(d, A, y, nv, cg_maxiter=config.posterior.cg_maxiter)
+    chunks = []
+    for j, start in enumerate(range(0, n, size)):
+        path = os.path.join(directory, f"chunk_{j:05d}.npy")
+        if os.path.exists(path):
+            chunks.append(np.load(path))
+            continue
+        stop = min(start + size, n)
+        ops = jax.tree.map(lambda leaf, a=start, b=stop: leaf[a:b], obs.operators)
+        samples = sample_posterior(
+            make_posterior,
+            denoiser,
+            ops,
+            jnp.asarray(obs.y[start:stop]),
+            obs.noise_var,
+            rng=jax.random.fold_in(rng, j),
+            shape=tuple(obs.shape),
+            sigmas=sigmas,
+            sampler=config.sampling.sampler,
+            mesh=mesh,
+        )
+        chunk = np.asarray(jax.device_get(samples))[:, 0]
+        _atomic_save(path, chunk)
+        chunks.append(chunk)
+    return np.concatenate(chunks)
+
+
+def prior_samples(denoiser, shape, num: int, *, rng, config) -> np.ndarray:
+    """`num` unconditional samples `[num, *shape]` of a prior denoiser (for the metrics)."""
+    sigmas = _sigmas(config.sampling)
+    run = jax.jit(
+        lambda d, key: samplers.sample(d, key, shape, sigmas, config.sampling.sampler, num)
+    )
+    return np.asarray(jax.device_get(run(denoiser, rng)))
+
+
+def _sigmas(sampling_config):
+    c = sampling_config
+    return samplers.sigma_grid(c.grid, c.num_steps, c.sigma_min, c.sigma_max)
+
+
+def train_on_source(config, workdir: str, recipe, source):
+    """`training.train` (the one loop, its resume order and step) on an in-memory source."""
+    return loop.train(config, workdir, recipe, source=source)
+
+
+def m_step(config, workdir: str, lap: int, samples: np.ndarray, recipe) -> str:
+    """Trains the prior on `samples` (lap `lap`), warm-started from lap `lap - 1`.
+
+    Returns:
+      The M-step's workdir (`lap_dir/train`), whose EMA parameters are the new prior.
+    """
+    kept = len(samples)
+    if kept < config.train.batch_size:
+        raise EMError(
+            f"lap {lap}: the M-step needs at least train.batch_size={config.train.batch_size} "
+            f"samples but only {kept} are usable; lower --config.train.batch_size or use more "
+            f"observations (the last good lap, {lap - 1}, is kept in {workdir}/em)."
+        )
+    train_config = config.copy_and_resolve_references()
+    with train_config.unlocked():
+        train_config.seed = lap_seed(config.seed, lap)
+        previous = os.path.join(lap_dir(workdir, lap - 1), "train")
+        warm = config.em.warm_start and lap >= 2
+        train_config.train.init_from = os.path.abspath(previous) if warm else ""
+    scale = config.em.data_scale
+    images = (samples / scale).reshape(kept, *config.data.image_shape).astype(np.float32)
+    directory = os.path.join(lap_dir(workdir, lap), "train")
+    train_on_source(train_config, directory, recipe, data.ArraySource(np.clip(images, -1, 1)))
+    return directory
+
+
+def _write_metrics(workdir: str) -> None:
+    """Rewrites `workdir/metrics.jsonl` from the completed laps' `lap.json` (atomic)."""
+    lines = []
+    for k in completed_laps(workdir):
+        _, info = load_lap(workdir, k)
+        lines.append(json.dumps({"lap": k, **info}))
+    tmp = os.path.join(workdir, "metrics.jsonl.tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, os.path.join(workdir, "metrics.jsonl"))
+
+
+def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, mesh=None):
+    """E-step under `prior` (a denoiser in EM units), filter, evaluate, write the lap."""
+    directory = lap_dir(workdir, lap)
+    rng = lap_key(config.seed, lap)
+    t0 = time.perf_counter()
+    raw = e_step(
+        prior,
+        obs,
+        rng=jax.random.fold_in(rng, _ESTEP_STREAM),
+        config=config,
+        directory=os.path.join(directory, "estep"),
+        mesh=mesh,
+    )
+    time_estep = time.perf_counter() - t0
+    bound = config.em.sample_bound or None
+    kept, counts = filter_samples(raw, bound)
+    if counts["num_kept"] == 0:
+        raise EMError(
+            f"lap {lap}: all {len(raw)} posterior samples are non-finite or out of range "
+            f"({counts}); nothing to train on. The last good lap ({lap - 1}) is kept in "
+            f"{workdir}/em; lower optim.lr_peak or raise posterior.cg_maxiter, delete "
+            f"{directory} and rerun."
+        )
+    metrics = evaluate(lap, prior, kept, jax.random.fold_in(rng, _PRIOR_STREAM)) if evaluate else {}
+    _atomic_save(os.path.join(directory, "samples.npy"), kept)
+    info = {**counts, "time/estep_s": time_estep, **metrics}
+    _atomic_json(os.path.join(directory, "lap.json"), info)
+    _write_metrics(workdir)
+    return kept, info
+
+
+def run(
+    config,
+    workdir: str,
+    obs: Observations,
+    *,
+    recipe,
+    make_denoiser: Callable,
+    gaussian_prior: Callable,
+    evaluate: Callable | None = None,
+    mesh=None,
+) -> list[dict]:
+    """Runs (or resumes) `config.em.num_laps` EM laps into `workdir`.
+
+    Args:
+      config: the EM config (groups em, train, optim, sampling, posterior, data, ...).
+      workdir: output directory; rerunning on it resumes.
+      obs: the observations.
+      recipe: the prior's `Recipe` (trained by the one loop in each M-step).
+      make_denoiser: `params -> denoiser` in network units (e.g. `em_recipe.make_denoiser`).
+      gaussian_prior: `() -> (mean [D], cov [D, D])`, the lap-0 prior (called once).
+      evaluate: `(lap, prior_denoiser, samples, rng) -> {name: float}`, logged per lap.
+      mesh: devices for the E-step (default: all).
+
+    Returns:
+      The `lap.json` dicts of every lap, lap 0 (the Gaussian prior) first.
+    """
+    from diffssl_jax.sampling.denoisers import GaussianDenoiser
+
+    n = check_observations(obs)
+    if config.train.batch_size > n:
+        raise ValueError(
+            f"train.batch_size={config.train.batch_size} asks for more samples per M-step "
+            f"batch than there are observations ({n}); lower it or add observations."
+        )
+    os.makedirs(workdir, exist_ok=True)
+    loop.prepare_workdir(config, workdir)
+    done = completed_laps(workdir)
+    if not done:
+        mean, cov = gaussian_prior()
+        flat = (math.prod(obs.shape),)
+        prior = ReshapedDenoiser(GaussianDenoiser(mean, cov), flat, 1.0)
+        run_lap(0, prior, obs, config, workdir, evaluate, mesh)
+        done = [0]
+    net_shape = tuple(config.data.image_shape)
+    for lap in range(done[-1] + 1, config.em.num_laps + 1):
+        samples, _ = load_lap(workdir, lap - 1)
+        t0 = time.perf_counter()
+        train_dir = m_step(config, workdir, lap, samples, recipe)
+        time_mstep = time.perf_counter() - t0
+        params = checkpoint.load_params(train_dir, which="ema")
+        prior = ReshapedDenoiser(make_denoiser(params), net_shape, config.em.data_scale)
+        _, info = run_lap(lap, prior, obs, config, workdir, evaluate, mesh)
+        info["time/mstep_s"] = time_mstep
+        _atomic_json(os.path.join(lap_dir(workdir, lap), "lap.json"), info)
+        _write_metrics(workdir)
+    return [load_lap(workdir, k)[1] for k in completed_laps(workdir)]

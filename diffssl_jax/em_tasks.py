@@ -1,0 +1,202 @@
+"""The EM experiments of methods.md F: the toy manifold, masked digits and MRI phantoms.
+
+`run_experiment(config, workdir)` builds the task's observations (`data.observations`),
+its lap-0 Gaussian prior (`em_gaussian.fit_gaussian`) and its per-lap metric and figure, and
+runs `em.run`; then (optionally) trains the same prior on the clean data (the ceiling) and
+draws the final EM curve `figures/em_curve.png`. Per lap: the toy logs E.4's Sinkhorn
+divergence of prior samples (`eval/divergence`) and the sliced W2; digits and MRI log the
+PSNR of the posterior samples against the clean images (`eval/psnr_posterior`) and, for
+digits, the Fréchet distance of prior samples to the test digits in a classifier's features.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffssl_jax import em, em_gaussian, em_recipe, plotting
+from diffssl_jax.data import manifold, observations
+from diffssl_jax.evaluation import metrics
+
+_CURVE_KEY = {"toy": "eval/divergence", "digits": "eval/frechet", "mri": "eval/psnr_posterior"}
+
+
+def clean_data(config) -> np.ndarray:
+    """The clean examples behind the observations, `[N, *shape]` in EM units."""
+    task, n = config.em.task, config.em.num_observations
+    if task == "toy":
+        return np.asarray(manifold.randman(config.em.data_seed, n))
+    if task == "digits":
+        from diffssl_jax.data.sources import DigitsSource
+
+        images = DigitsSource("train").images
+    elif task == "mri":
+        from diffssl_jax.data.phantoms import PhantomSource
+
+        images = PhantomSource("train", size=config.data.image_shape[0]).images
+    else:
+        raise ValueError(f"em.task must be toy, digits or mri, got {task!r}.")
+    if n > len(images):
+        raise ValueError(
+            f"em.num_observations={n} asks for more observations than the {len(images)} "
+            f"{task} training images; lower it."
+        )
+    return images[:n]
+
+
+def make_observations(config, x) -> em.Observations:
+    """Observations of the clean `x` for `config.em.task` (methods.md F; E.4)."""
+    c, seed = config.em, config.em.data_seed + 1
+    if c.task == "toy":
+        y, ops = observations.linear_projections(
+            seed, jnp.asarray(x), obs_dim=c.obs_dim, noise_std=c.noise_std
+        )
+        shape = x.shape[1:]
+    elif c.task == "digits":
+        y, ops = observations.masked_digits(seed, jnp.asarray(x), c.mask_rate, c.noise_std)
+        shape = x.shape[1:]
+    else:
+        y, ops = observations.kspace_measurements(
+            seed, jnp.asarray(x), c.acceleration, c.center_fraction, c.noise_std
+        )
+        shape = x.shape[1:]
+    return em.Observations(y=y, operators=ops, noise_var=c.noise_std**2, shape=tuple(shape))
+
+
+def make_evaluate(config, workdir: str, x_clean: np.ndarray):
+    """The per-lap metric and figure `(lap, prior, samples, rng) -> {name: float}`."""
+    task, num = config.em.task, config.em.num_eval_samples
+    figures = os.path.join(workdir, "figures")
+    if task == "toy":
+        # The same manifold (same seed) as the observed latents; the points after the first
+        # num_observations are independent of them.
+        n = config.em.num_observations
+        truth = np.asarray(manifold.randman(config.em.data_seed, n + 2 * num))[n:]
+        # E.4's offset: the divergence between two independent samples of the truth.
+        offset = metrics.sinkhorn_divergence(truth[:num], truth[num:])
+    feature_fn = test_features = None
+    if task == "digits":
+        try:
+            from diffssl_jax.evaluation import digit_classifier
+        except ImportError as error:
+            raise ValueError(
+                "em.task='digits' needs the Frechet-distance classifier "
+                "(diffssl_jax/evaluation/digit_classifier.py), which is not written yet "
+                "(issue 5 is open); the toy and MRI tasks work."
+            ) from error
+
+        feature_fn = digit_classifier.load_feature_fn(config.em.classifier_workdir)
+        test_features = feature_fn(digit_classifier.test_images())
+
+    def evaluate(lap, prior, samples, rng):
+        shape = tuple(x_clean.shape[1:])
+        label = lap if isinstance(lap, str) else f"lap_{lap:03d}"
+        prior_x = em.prior_samples(prior, shape, num, rng=rng, config=config)
+        out = {}
+        if task == "toy":
+            finite = prior_x[np.all(np.isfinite(prior_x), axis=1)]
+            out["eval/divergence"] = metrics.sinkhorn_divergence(truth[:num], finite) - offset
+            out["eval/sliced_w2"] = metrics.sliced_wasserstein(truth[:num], finite, rng=rng)
+            plotting.save_corner_plot(
+                samples[:num],
+                os.path.join(figures, f"corner_{label}.png"),
+                truth[:num],
+                title=f"posterior samples, {label}",
+            )
+            return out
+        if len(samples) == len(x_clean):
+            out["eval/psnr_posterior"] = float(jnp.mean(metrics.psnr(samples, x_clean)))
+        if feature_fn is not None:
+            out["eval/frechet"] = metrics.frechet_distance(
+                feature_fn(np.clip(prior_x, -1, 1)), test_features
+            )
+        grid = np.concatenate([samples[:32], np.clip(prior_x[:32], -1, 1)])
+        plotting.save_image_grid(
+            grid,
+            os.path.join(figures, f"samples_{label}.png"),
+            num_cols=16,
+            title=f"{label}: posterior samples (top), prior samples (bottom)",
+        )
+        return out
+
+    return evaluate
+
+
+def clean_baseline(config, workdir: str, x_clean, evaluate, recipe) -> dict:
+    """The ceiling: the same prior trained on the clean data (budget: one lap per lap)."""
+    path = os.path.join(workdir, "baseline_clean.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+        cfg.train.num_steps = config.train.num_steps * config.em.num_laps
+        cfg.train.init_from = ""
+    scale = config.em.data_scale
+    images = (np.asarray(x_clean) / scale).reshape(len(x_clean), *cfg.data.image_shape)
+    train_dir = os.path.join(workdir, "baseline_clean")
+    from diffssl_jax.data import ArraySource
+    from diffssl_jax.training import checkpoint
+
+    em.train_on_source(cfg, train_dir, recipe, ArraySource(np.clip(images, -1, 1)))
+    params = checkpoint.load_params(train_dir, which="ema")
+    prior = em.ReshapedDenoiser(
+        em_recipe.make_denoiser(cfg, params), tuple(cfg.data.image_shape), scale
+    )
+    rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
+    result = evaluate("clean", prior, np.asarray(x_clean), rng)
+    with open(path, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def save_em_curve(config, workdir: str, laps: list[dict], baseline: dict | None) -> str:
+    """`figures/em_curve.png`: the task's metric per lap, the clean ceiling dashed."""
+    key = _CURVE_KEY[config.em.task]
+    xs = [i for i, info in enumerate(laps) if key in info]
+    ys = [laps[i][key] for i in xs]
+    hlines = {"trained on clean data": baseline[key]} if baseline and key in baseline else {}
+    hlines["Gaussian prior (lap 0)"] = laps[0][key] if key in laps[0] else None
+    hlines = {k: v for k, v in hlines.items() if v is not None}
+    return plotting.save_curves(
+        np.asarray(xs),
+        {"EM": np.asarray(ys)},
+        os.path.join(workdir, "figures", "em_curve.png"),
+        hlines=hlines,
+        ylabel=key,
+        log_y=config.em.task == "toy",
+    )
+
+
+def run_experiment(config, workdir: str) -> dict:
+    """Runs (or resumes) the EM experiment of `config.em.task` into `workdir`."""
+    x_clean = clean_data(config)
+    obs = make_observations(config, x_clean)
+    recipe = em_recipe.make_recipe(config)
+    evaluate = make_evaluate(config, workdir, x_clean)
+
+    def gaussian_prior():
+        return em_gaussian.fit_gaussian(
+            obs.operators,
+            obs.y,
+            obs.noise_var,
+            shape=obs.shape,
+            num_iterations=config.em.gaussian_iterations,
+        )
+
+    laps = em.run(
+        config,
+        workdir,
+        obs,
+        recipe=recipe,
+        make_denoiser=lambda params: em_recipe.make_denoiser(config, params),
+        gaussian_prior=gaussian_prior,
+        evaluate=evaluate,
+    )
+    baseline = None
+    if config.em.clean_baseline:
+        baseline = clean_baseline(config, workdir, x_clean, evaluate, recipe)
+    save_em_curve(config, workdir, laps, baseline)
+    return {"laps": laps, "clean": baseline}

@@ -1,0 +1,39 @@
+"""`launch/evaluate.py --tasks=attributes,counterfactuals` on a tiny DiTi workdir."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+from configs.ddpm.digits import get_config as get_ddpm_config
+from configs.diti.digits import get_config as get_diti_config
+from diffssl_jax import methods, training
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+
+
+@pytest.mark.slow
+def test_attribute_and_counterfactual_evaluations(tmp_path):
+    prior = get_ddpm_config("tiny")
+    prior.train.num_steps = 2
+    prior.train.sample_every_steps = 0
+    training.train(prior, str(tmp_path / "prior"), methods.make_recipe(prior))
+    config = get_diti_config("tiny")
+    config.diti.prior_workdir = str(tmp_path / "prior")
+    config.train.num_steps = 2
+    training.train(config, str(tmp_path / "diti"), methods.make_recipe(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.evaluate", f"--workdir={tmp_path / 'diti'}",
+         "--tasks=attributes,counterfactuals", "--set=counterfactual_pairs=1"],
+        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "diti" / "eval" / "attributes.json") as f:
+        scores = json.load(f)["scores"]
+    assert set(scores) == {"all", "early", "late"}
+    assert scores["early"]["num_dims"] == 16 and 0 <= scores["all"]["class_map"] <= 1
+    assert os.path.exists(tmp_path / "diti" / "figures" / "counterfactuals.png")
+    assert "cls mAP" in result.stdout and "counterfactuals.png" in result.stdout
