@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/train_step_recipes.py --recipes=ldae --batch_size=64
 
 Our side: the recipe's loss in `make_train_step` (clipping, AdamW, EMA), jitted with the
-state donated, on random batches, built as in `benchmarks/train_step.py` (whose config
-loader and U-Net flags are reused) for `configs/mdm/digits.py` and `configs/ldae/digits.py`.
+state donated, on random batches, built by `benchmarks/train_step.py` (whose step timer,
+config loader and U-Net flags are reused) for `configs/mdm/digits.py` and `configs/ldae/digits.py`.
 Each side reports the median wall time of the timed steps and their median process CPU time
 (`time.process_time`, all threads). On a machine shared with other jobs, wall times move
 with the load and multi-threaded runs lose time to threads waiting for descheduled peers;
@@ -19,95 +19,23 @@ of the same sizes with adaLN. The parameter counts of both sides are printed and
 """
 
 import argparse
-import functools
 import json
 import os
-import statistics
 import subprocess
-import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from train_step import REPO, SETUP_COMMAND, TORCH_PYTHON, load_config, torch_args
-
-from diffssl_jax import methods
-from diffssl_jax.training.state import create_train_state
-from diffssl_jax.training.step import make_optimizer, make_train_step
+from train_step import (
+    REPO,
+    SETUP_COMMAND,
+    TORCH_PYTHON,
+    common_args,
+    load_config,
+    time_ours,
+    torch_args,
+)
 
 TORCH_SCRIPT = REPO / "benchmarks" / "torch_reference_recipes.py"
 PRESETS = {"mdm": "configs/mdm/digits.py", "ldae": "configs/ldae/digits.py"}
-
-
-def build_step(config, batch_size: int):
-    """(compiled donated step, state, batch, {num_params, trace_s, compile_s}) of a recipe."""
-    recipe = methods.make_recipe(config)
-    tx, schedule = make_optimizer(**config.optim, num_steps=config.train.num_steps)
-    step_fn = make_train_step(recipe.loss, ema_decay=config.optim.ema_decay, lr_schedule=schedule)
-    rng_data, rng_state = jax.random.split(jax.random.key(config.seed))
-    shape = (batch_size, *config.data.image_shape)
-    batch = {
-        "image": jax.random.uniform(rng_data, shape, jnp.float32, -1.0, 1.0),
-        "label": jnp.zeros((batch_size,), jnp.int32),
-    }
-    init_fn = functools.partial(recipe.init, batch=batch)
-    state = jax.jit(lambda rng: create_train_state(init_fn, tx, rng))(rng_state)
-    start = time.perf_counter()
-    lowered = jax.jit(step_fn, donate_argnums=0).lower(state, batch)
-    trace_s = time.perf_counter() - start
-    compiled = lowered.compile()
-    info = {
-        "num_params": sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params)),
-        "trace_s": trace_s,
-        "compile_s": time.perf_counter() - start - trace_s,
-    }
-    return compiled, state, batch, info
-
-
-def time_ours(config, batch_size: int, steps: int, warmup: int) -> dict:
-    """Wall and process-CPU step times of our jitted step (medians over `steps`)."""
-    compiled, state, batch, info = build_step(config, batch_size)
-    start = time.perf_counter()
-    state, metrics = jax.block_until_ready(compiled(state, batch))
-    first_call_s = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        state, metrics = jax.block_until_ready(compiled(state, batch))
-    wall, cpu = [], []
-    for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        state, metrics = jax.block_until_ready(compiled(state, batch))
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    if not np.isfinite(float(metrics["train/loss"])):
-        raise FloatingPointError("the benchmarked step produced a non-finite loss")
-    step_time_s = statistics.median(wall)
-    return {
-        "images_per_sec": batch_size / step_time_s,
-        "step_time_s": step_time_s,
-        "step_time_min_s": min(wall),
-        "cpu_time_s": statistics.median(cpu),
-        "first_step_s": info["trace_s"] + info["compile_s"] + first_call_s,
-        **info,
-    }
-
-
-def _common_args(config, batch_size: int, steps: int, warmup: int) -> list[str]:
-    """Image, batch, optimiser and timing flags shared with `torch_reference.py`."""
-    height, width, channels = config.data.image_shape
-    if height != width:
-        raise ValueError(f"the references build square images; got {height}x{width}")
-    flags = {
-        "image_size": height,
-        "channels": channels,
-        "batch_size": batch_size,
-        "steps": steps,
-        "warmup": warmup,
-        "lr": config.optim.lr_peak,
-        "weight_decay": config.optim.weight_decay,
-        "grad_clip_norm": config.optim.grad_clip_norm,
-        "ema_decay": config.optim.ema_decay,
-    }
-    return [f"--{k}={v}" for k, v in flags.items()]
 
 
 def reference_args(recipe: str, config, batch_size: int, steps: int, warmup: int) -> list[str]:
@@ -136,7 +64,7 @@ def reference_args(recipe: str, config, batch_size: int, steps: int, warmup: int
         "residual_weight": config.objective.residual_weight,
         "sigma_max": c.sigma_max,
     }
-    common = _common_args(config, batch_size, steps, warmup)
+    common = common_args(config, batch_size, steps, warmup)
     return [f"--recipe={recipe}", *common, *(f"--{k}={v}" for k, v in flags.items())]
 
 

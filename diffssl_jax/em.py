@@ -219,11 +219,6 @@ def _sigmas(sampling_config):
     return samplers.sigma_grid(c.grid, c.num_steps, c.sigma_min, c.sigma_max)
 
 
-def train_on_source(config, workdir: str, recipe, source):
-    """`training.train` (the one loop, its resume order and step) on an in-memory source."""
-    return loop.train(config, workdir, recipe, source=source)
-
-
 def m_step(config, workdir: str, lap: int, samples: np.ndarray, recipe) -> str:
     """Trains the prior on `samples` (lap `lap`), warm-started from lap `lap - 1`.
 
@@ -246,7 +241,8 @@ def m_step(config, workdir: str, lap: int, samples: np.ndarray, recipe) -> str:
     scale = config.em.data_scale
     images = (samples / scale).reshape(kept, *config.data.image_shape).astype(np.float32)
     directory = os.path.join(lap_dir(workdir, lap), "train")
-    train_on_source(train_config, directory, recipe, data.ArraySource(np.clip(images, -1, 1)))
+    source = data.ArraySource(np.clip(images, -1, 1))
+    loop.train(train_config, directory, recipe, source=source)
     return directory
 
 

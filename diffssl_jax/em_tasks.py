@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import em, em_gaussian, em_recipe, plotting
+from diffssl_jax import em, em_gaussian, em_recipe, plotting, training
 from diffssl_jax.data import manifold, observations
 from diffssl_jax.evaluation import metrics
 
@@ -140,7 +140,7 @@ def clean_baseline(config, workdir: str, x_clean, evaluate, recipe) -> dict:
     from diffssl_jax.data import ArraySource
     from diffssl_jax.training import checkpoint
 
-    em.train_on_source(cfg, train_dir, recipe, ArraySource(np.clip(images, -1, 1)))
+    training.train(cfg, train_dir, recipe, source=ArraySource(np.clip(images, -1, 1)))
     params = checkpoint.load_params(train_dir, which="ema")
     prior = em.ReshapedDenoiser(
         em_recipe.make_denoiser(cfg, params), tuple(cfg.data.image_shape), scale

@@ -7,6 +7,7 @@ from diffssl_jax.data.sources import (
     TfdsSource,
     make_source,
     resize_bilinear,
+    source_for,
 )
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "make_iterator",
     "make_source",
     "resize_bilinear",
+    "source_for",
     "validate_batch",
 ]

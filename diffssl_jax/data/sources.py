@@ -299,6 +299,18 @@ class TfdsSource:
         return f"TfdsSource(name={self.name!r}, split={self.split!r}, n={len(self)})"
 
 
+def source_for(data_config, split: str | None = None):
+    """The source a config's `data` group names: `make_source` with its name, data_dir,
+    image_size and label_key, at `split` (default the group's own training split)."""
+    return make_source(
+        data_config.name,
+        split or data_config.split,
+        data_dir=data_config.data_dir or None,
+        image_size=data_config.image_size or None,
+        label_key=data_config.label_key,
+    )
+
+
 def make_source(
     name: str,
     split: str,

@@ -195,8 +195,7 @@ def random_init_params(config, recipe=None):
     preprocessing such as l-DAE's PCA basis from it) as `training.train`.
     """
     recipe = methods.make_recipe(config) if recipe is None else recipe
-    cfg = config.data
-    source = data.make_source(cfg.name, cfg.split, cfg.data_dir or None, cfg.image_size or None)
+    source = data.source_for(config.data)
     flip, size = config.pipeline.random_flip, config.train.batch_size
     batch = data.make_dataset(source, global_batch_size=size, seed=config.seed, random_flip=flip)[0]
     rng_init, _ = jax.random.split(jax.random.key(config.seed))

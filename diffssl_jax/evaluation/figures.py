@@ -76,7 +76,7 @@ def save_restorations(recipe, config, workdir: str, ts, path: str) -> str | None
     if recipe.restore is None:
         return None
     params = load_params(workdir, which="ema")
-    test = data.make_source(config.data.name, "test", label_key=config.data.label_key)
+    test = data.source_for(config.data, "test")
     images = np.stack([test[i]["image"] for i in range(NUM_FIGURE_DIGITS)])
     rows = [images]
     for i, t in enumerate(ts):

@@ -79,13 +79,7 @@ def fit_basis(config) -> pca_latent.PCABasis:
     Maths: Sigma = V^T diag(lambda) V over random training patches (Chen et al. 2024, Sec. 4.1).
     """
     c = config.corruption
-    source = data.make_source(
-        config.data.name,
-        config.data.split,
-        data_dir=config.data.data_dir or None,
-        image_size=config.data.image_size or None,
-        label_key=config.data.label_key,
-    )
+    source = data.source_for(config.data)
     patches = sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
     basis = pca_latent.fit_pca_basis(jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten)
     if not 1 <= c.latent_dim <= basis.dim:

@@ -10,6 +10,8 @@ The key of observation ``i`` is ``fold_in(rng, i)``, so results do not depend on
 of devices or on how the observations are chunked.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,19 +46,41 @@ def _check_batch(operators, ys, noise_var, shape, dtype) -> int:
 
 
 def _split_arrays(tree):
-    """Splits a pytree (e.g. a denoiser holding parameters) into its array leaves and a
-    function rebuilding it, so the arrays enter `jit` as arguments, not baked constants."""
+    """A pytree (e.g. a denoiser holding parameters) as its array leaves and a hashable
+    structure (tree definition and the other leaves), so the arrays enter `jit` as arguments,
+    not baked constants, and the compiled program can be reused for new arrays."""
     leaves, treedef = jax.tree.flatten(tree)
     is_array = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
     arrays = [leaf for leaf, a in zip(leaves, is_array, strict=True) if a]
+    static = tuple(None if a else leaf for leaf, a in zip(leaves, is_array, strict=True))
+    return arrays, (treedef, tuple(is_array), static)
 
-    def rebuild(new_arrays):
-        it = iter(new_arrays)
-        return treedef.unflatten(
-            [next(it) if a else leaf for leaf, a in zip(leaves, is_array, strict=True)]
-        )
 
-    return arrays, rebuild
+def _rebuild(structure, arrays):
+    treedef, is_array, static = structure
+    it = iter(arrays)
+    leaves = [next(it) if a else leaf for a, leaf in zip(is_array, static, strict=True)]
+    return treedef.unflatten(leaves)
+
+
+def _build_sampler(make_posterior, structure, shape, sampler, num, per_observation_noise, mesh):
+    """The jitted, vmapped sampler of a batch of observations (see `sample_posterior`)."""
+
+    def one(arrays, key, sigmas, mean, noise_var, index, A, y):
+        posterior = make_posterior(_rebuild(structure, arrays), A, y, noise_var)
+        key = jax.random.fold_in(key, index)
+        return samplers.sample(posterior, key, shape, sigmas, sampler, num, mean)
+
+    noise_axis = 0 if per_observation_noise else None
+    run = jax.vmap(one, in_axes=(None, None, None, None, noise_axis, 0, 0, 0))
+    if mesh.devices.size > 1:
+        return jax.jit(run, out_shardings=parallel.batch_sharded(mesh))
+    return jax.jit(run)
+
+
+# One compiled program per (method, denoiser structure, shapes, ...): the EM E-step calls
+# `sample_posterior` once per chunk of observations and must not recompile each time.
+_cached_sampler = functools.lru_cache(maxsize=32)(_build_sampler)
 
 
 def _pad(tree, n_pad):
@@ -109,34 +133,24 @@ def sample_posterior(
     sigmas = samplers.check_sigmas(sigmas)
     n = _check_batch(operators, ys, noise_var, shape, sigmas.dtype)
     per_observation_noise = jnp.ndim(noise_var) == jnp.ndim(ys) and jnp.ndim(ys) > 0
-    noise = jnp.asarray(noise_var) if per_observation_noise else None
     mesh = mesh if mesh is not None else parallel.make_mesh()
     num_devices = mesh.devices.size
     n_pad = -n % num_devices
-    indices = jnp.arange(n + n_pad)
-    batch = _pad((operators, ys, noise), n_pad)
-
-    denoiser_arrays, rebuild_denoiser = _split_arrays(denoiser)
-
-    def one(arrays, key, index, A, y, nv):
-        posterior = make_posterior(rebuild_denoiser(arrays), A, y, noise_var if nv is None else nv)
-        key = jax.random.fold_in(key, index)
-        return samplers.sample(posterior, key, shape, sigmas, sampler, num_per_observation, mean)
-
-    in_axes = (None, None, 0, 0, 0, 0 if per_observation_noise else None)
-    run = jax.vmap(one, in_axes=in_axes)
+    noise = jnp.asarray(noise_var)
+    indices, operators, ys = _pad((jnp.arange(n), operators, ys), n_pad)
+    if per_observation_noise:
+        noise = _pad(noise, n_pad)
+    denoiser_arrays, structure = _split_arrays(denoiser)
+    key = (make_posterior, structure, tuple(shape), sampler, num_per_observation)
+    key += (bool(per_observation_noise), mesh)
+    try:
+        run = _cached_sampler(*key)
+    except TypeError:  # an unhashable static part (e.g. a list in the denoiser): no reuse
+        run = _build_sampler(*key)
     if num_devices > 1:
-        sharded = parallel.batch_sharded(mesh)
-        indices, batch = jax.device_put((indices, batch), sharded)
-        denoiser_arrays = jax.device_put(denoiser_arrays, parallel.replicated(mesh))
-        run = jax.jit(run, out_shardings=sharded)
-    else:
-        run = jax.jit(run)
-    samples = run(denoiser_arrays, rng, indices, *batch)
+        sharded, replicated = parallel.batch_sharded(mesh), parallel.replicated(mesh)
+        indices, operators, ys = jax.device_put((indices, operators, ys), sharded)
+        noise = jax.device_put(noise, sharded if per_observation_noise else replicated)
+        denoiser_arrays = jax.device_put(denoiser_arrays, replicated)
+    samples = run(denoiser_arrays, rng, sigmas, mean, noise, indices, operators, ys)
     return samples[:n]
-
-
-def posterior_mean_and_std(samples):
-    """Per-observation mean and standard deviation over the sample axis (axis 1)."""
-    samples = np.asarray(samples)
-    return samples.mean(axis=1), samples.std(axis=1)

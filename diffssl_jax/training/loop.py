@@ -158,13 +158,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=Non
     mesh = parallel.make_mesh(config.mesh.num_devices)
     parallel.check_batch_size(cfg.batch_size, mesh)
     if source is None:
-        source = data.make_source(
-            config.data.name,
-            config.data.split,
-            data_dir=config.data.data_dir or None,
-            image_size=config.data.image_size or None,
-            label_key=config.data.label_key,
-        )
+        source = data.source_for(config.data)
     prepare_workdir(config, workdir)
     dataset = data.make_dataset(
         source,

@@ -118,3 +118,35 @@ def test_eight_devices_give_the_samples_of_one():
         [sys.executable, "-c", SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_new_observations_and_parameters_reuse_the_compiled_sampler():
+    """Same method, structure and shapes (EM's chunks and laps): one compilation."""
+    from diffssl_jax.posterior import sampling
+
+    mean, cov, mats, ys = _problem(seed=1, num_observations=4)
+    make_posterior = functools.partial(mmps, cg_maxiter=2)
+    kwargs = dict(
+        rng=jax.random.key(0), shape=(DIM,), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0)
+    )
+    outputs = []
+    for scale in (1.0, 2.0):
+        prior = GaussianDenoiser(
+            jnp.asarray(mean, jnp.float32), jnp.asarray(scale * cov, jnp.float32)
+        )
+        chunk = slice(0, 2) if scale == 1.0 else slice(2, 4)
+        operators = ops.DenseMatrix(jnp.asarray(mats[chunk], jnp.float32))
+        before = sampling._cached_sampler.cache_info()
+        outputs.append(
+            sample_posterior(
+                make_posterior,
+                prior,
+                operators,
+                jnp.asarray(ys[chunk], jnp.float32),
+                0.01,
+                **kwargs,
+            )
+        )
+        after = sampling._cached_sampler.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
+    assert not np.allclose(outputs[0], outputs[1])  # new arrays really entered the program
