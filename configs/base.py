@@ -40,7 +40,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.optim = ml_collections.ConfigDict()
     config.optim.lr_peak = 2e-4  # peak learning rate (Adam/AdamW)
     config.optim.warmup_steps = 100  # linear warm-up from 0 to lr_peak, in steps
-    config.optim.decay = "constant"  # after warm-up: constant | cosine
+    config.optim.decay = "constant"  # after warm-up: constant | cosine | linear (to 0)
     config.optim.weight_decay = 0.0  # decoupled weight decay (AdamW)
     config.optim.grad_clip_norm = 1.0  # global-norm clipping; 0 disables it
     config.optim.ema_decay = 0.999  # EMA of the parameters, per step

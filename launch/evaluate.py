@@ -2,11 +2,13 @@ r"""Evaluates a trained workdir's representation: `python -m launch.evaluate --w
 
 `--tasks` (default `representation`) picks the evaluations, all with the workdir's
 `config.eval`: `representation`: linear probe and digit segmentation (methods.md F), to
-`DIR/eval/results.json` (`evaluation.representation`); `attributes`: the digit attribute
-probes (class mAP, Pearson r and MSE), per DiTi subset group, to `DIR/eval/attributes.json`
-(`evaluation.attributes`); `counterfactuals`: DiTi's strips (DDIM inversion + generation
-with interpolated subsets), to `DIR/figures/counterfactuals.png`
-(`evaluation.counterfactuals`). A table of the numbers is printed at the end. Example (fast):
+`DIR/eval/results.json` (`evaluation.representation`); `attributes`: attribute probes
+(digits: class mAP, Pearson r, MSE; CelebA: mean AP of its 40), per DiTi subset group, to
+`DIR/eval/attributes.json` (`evaluation.attributes`); `counterfactuals`: DiTi's strips
+(DDIM inversion + generation with interpolated subsets), to `DIR/figures/counterfactuals.png`,
+and how much of each measured digit attribute they move (over `--set=counterfactual_pairs=N`
+pairs), to `DIR/eval/counterfactuals.json` (`evaluation.counterfactuals`). A table of the
+numbers is printed at the end. Example (fast):
 
     .venv/bin/python -m launch.evaluate --workdir=/tmp/ddpm --t=0.1 \
         --set=probe_seeds=1 --set=seg_seeds=1 --set=seg_num_models=2 --seg_max_epochs=2
@@ -69,9 +71,9 @@ def main(argv):
         print(f"wrote {results['path']}")
         print(attributes.format_attribute_results(results["scores"]))
     if "counterfactuals" in f.tasks:
-        print(
-            f"wrote {counterfactuals.evaluate_workdir_counterfactuals(f.workdir, config)['path']}"
-        )
+        info = counterfactuals.evaluate_workdir_counterfactuals(f.workdir, config)
+        print(f"wrote {info['path']}")
+        print(counterfactuals.format_transfer(info["transfer"]["fractions"], info["alphas"]))
 
 
 if __name__ == "__main__":

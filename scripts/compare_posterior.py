@@ -57,10 +57,15 @@ METHODS = {
     "tmpd": ("TMPD", {"name": "tmpd"}),
     "diffpir": ("DiffPIR", {"name": "diffpir"}),
 }
-# PiGDM has no step size (its data variance stays at deepinv's 1); TMPD and MMPS have none.
+# Step-size knobs tuned on validation images. PiGDM's `data_var` (deepinv fixes 1) and TMPD's
+# `rel_floor` are not step sizes in their papers, but with a learned (imperfect) Jacobian they
+# decide whether the guidance stays bounded: at data_var = 1 / rel_floor = 1e-3 both blow up
+# from sigma = 80 (a correction of ~1e3-1e4 in the first step; `docs/posterior.md`, notes).
 GRIDS = {
-    "dps": ("zeta", (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)),
-    "diffpir": ("lambda_", (1.0, 10.0, 100.0)),
+    "dps": ("zeta", (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)),
+    "pigdm": ("data_var", (1.0, 10.0, 100.0, 1000.0)),
+    "tmpd": ("rel_floor", (0.001, 0.01, 0.1, 1.0)),
+    "diffpir": ("lambda_", (0.01, 0.1, 1.0, 10.0, 100.0)),
 }
 
 flags.DEFINE_string("digits", "runs/ddpm_digits", "Workdir of the digits prior.")
@@ -347,21 +352,32 @@ def run_all(runner, f, settings):
                 _row(runner, task, method, steps, n_long, options.get((task, method), {}))
 
 
-def collect(cache):
+def collect(cache, grids=GRIDS, tune_steps=100):
     """Rows, tuning grids, image counts and 100-step times from the cache's keys.
 
-    Several runs of a row (different image counts) keep the one with the most images.
+    Only tuning runs on the current grid at `tune_steps` count, and a tuned method's rows
+    count only with its best value (the cache may hold rows of older grids). Several runs of a row
+    (different image counts) keep the one with the most images.
     """
     results, tuning, counts, seconds = {}, {}, {}, {}
     for key, m in cache.items():
         parts = key.split("/")
         if parts[0] == "tune":
-            _, task, method, setting, _ = parts
+            _, task, method, setting, steps = parts
             value = float(setting.split("=")[1])
-            grid = tuning.setdefault((task, method), {})
-            grid[value] = m["sample_psnr"] if m["all_finite"] else -np.inf
+            if int(steps) == tune_steps and method in grids and value in grids[method][1]:
+                grid = tuning.setdefault((task, method), {})
+                grid[value] = m["sample_psnr"] if m["all_finite"] else -np.inf
+    tuning = {k: (max(g, key=g.get), dict(sorted(g.items()))) for k, g in tuning.items()}
+    for key, m in cache.items():
+        parts = key.split("/")
+        if parts[0] == "tune":
             continue
         task, method, steps, num = parts[0], parts[1], int(parts[2]), int(parts[3])
+        tuned_on = TASKS[task][4] or task
+        if method in grids and (tuned_on, method) in tuning:
+            if m["options"] != {grids[method][0]: tuning[(tuned_on, method)][0]}:
+                continue
         if num < counts.get((task, steps, method), 0):
             continue
         counts[(task, steps, method)] = counts[(task, steps)] = num
@@ -372,7 +388,6 @@ def collect(cache):
         }
         if steps == 100:
             seconds[(task, method)] = m["seconds"]
-    tuning = {k: (max(g, key=g.get), dict(sorted(g.items()))) for k, g in tuning.items()}
     return results, tuning, counts, seconds
 
 
@@ -391,7 +406,7 @@ def main(argv):
     runner = Runner(os.path.join(runs, "results.json"), workdirs)
     if not f.write_only:
         run_all(runner, f, settings)
-    results, tuning, counts, seconds = collect(runner.cache)
+    results, tuning, counts, seconds = collect(runner.cache, settings[5], settings[4])
     write_page(out, results, tuning, list(TASKS), list(METHODS), settings[0], counts, seconds)
     print(f"wrote {out}")
 

@@ -59,7 +59,7 @@ def get_diti_base_config():
         {"early": (0, 6), "middle": (7, 31), "late": (32, 63)}
     )
     config.eval.counterfactual_steps = 50  # DDIM steps of the inversion and of the generation
-    config.eval.counterfactual_pairs = 4  # image pairs in the counterfactual figure
+    config.eval.counterfactual_pairs = 4  # image pairs measured (the figure shows <= 4)
     config.eval.counterfactual_alphas = (0.0, 0.25, 0.5, 0.75, 1.0)  # interpolation weights
     return config
 

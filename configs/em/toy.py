@@ -7,7 +7,8 @@ projection with unit-norm rows and noise 0.01. The MLP (256, 256, 256) prior tra
 (network units in [-1, 1]) with the EDM preconditioning of s_d = 0.5, i.e. E.1's s_d = 1
 in the toy's units; noise from 1e-3 to 10 toy units (5e-4 to 5 network units), t ~ Beta(3, 3).
 Variants: `paper` (E.4's sizes, for accelerators: 65,536 observations, 64 laps of 65,536
-steps, batch 1024, lr 1e-3 -> 1e-6, 4096 sampler steps), `tiny` (tests: seconds).
+steps, batch 1024, lr 1e-3 decaying linearly to 0 (E.4: to 1e-6), 4096 sampler steps),
+`tiny` (tests: seconds).
 """
 
 from configs.base import parse_variants
@@ -60,6 +61,7 @@ def get_config(arg: str | None = None):
         config.train.log_every_steps = 1024
         config.train.checkpoint_every_steps = 8192
         config.optim.warmup_steps = 0
+        config.optim.decay = "linear"
         config.sampling.num_steps = 4096
     if "tiny" in variants:
         config.model.features = (32, 32)

@@ -21,7 +21,7 @@ def make_optimizer(
     num_steps: int,
     **unused_ema,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with linear warm-up, then a constant or cosine learning rate.
+    """AdamW with linear warm-up, then a constant, cosine or linear (to 0) learning rate.
 
     Takes `**config.optim` (whose `ema_decay` belongs to the step, not the optimiser).
 
@@ -41,8 +41,17 @@ def make_optimizer(
         schedule = optax.warmup_cosine_decay_schedule(
             0.0, lr_peak, max(warmup_steps, 1), max(num_steps, warmup_steps + 1)
         )
+    elif decay == "linear":
+        warmup = max(warmup_steps, 1)
+        schedule = optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, lr_peak, warmup),
+                optax.linear_schedule(lr_peak, 0.0, max(num_steps - warmup, 1)),
+            ],
+            [warmup],
+        )
     else:
-        raise ValueError(f"optim.decay must be 'constant' or 'cosine', got {decay!r}")
+        raise ValueError(f"optim.decay must be 'constant', 'cosine' or 'linear', got {decay!r}")
     parts = [optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm > 0 else []
     parts.append(optax.adamw(schedule, weight_decay=weight_decay))
     return optax.chain(*parts), schedule

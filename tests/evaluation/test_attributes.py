@@ -52,3 +52,19 @@ def test_digit_scores_by_dims_name_every_group():
     assert out["cls"]["class_accuracy"] == pytest.approx(1.0)
     assert out["cls"]["class_map"] == pytest.approx(1.0)
     assert "rows" not in attributes.format_attribute_results(out)
+
+
+def test_joint_logistic_probes_equal_sklearn_per_label_and_skip_undefined_aps():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 6))
+    y = x @ rng.normal(size=(6, 3)) + rng.normal(size=(300, 3)) > 0
+    scores = attributes._logistic_scores(x, y, x[:20], c=0.1)
+    for k in range(3):
+        ref = LogisticRegression(C=0.1, max_iter=2000).fit(x, y[:, k]).decision_function(x[:20])
+        np.testing.assert_allclose(scores[:, k], ref, atol=1e-2 * np.abs(ref).max())
+    test_y = y[200:].copy()
+    test_y[:, 2] = False  # no positive: AP undefined, left out of the mean
+    out = attributes.multilabel_map(x[:200], y[:200], x[200:], test_y)
+    assert np.isnan(out["ap"][2]) and out["mean_ap"] == pytest.approx(np.mean(out["ap"][:2]))

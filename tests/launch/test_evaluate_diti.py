@@ -37,3 +37,7 @@ def test_attribute_and_counterfactual_evaluations(tmp_path):
     assert scores["early"]["num_dims"] == 16 and 0 <= scores["all"]["class_map"] <= 1
     assert os.path.exists(tmp_path / "diti" / "figures" / "counterfactuals.png")
     assert "cls mAP" in result.stdout and "counterfactuals.png" in result.stdout
+    with open(tmp_path / "diti" / "eval" / "counterfactuals.json") as f:
+        transfer = json.load(f)["transfer"]
+    assert set(transfer["fractions"]) == {"early", "late", "all"} and transfer["num_pairs"] == 1
+    assert len(transfer["fractions"]["all"]["p_class"]) == 5 and "p_class" in result.stdout

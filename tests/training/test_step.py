@@ -75,12 +75,25 @@ def test_step_key_is_a_function_of_seed_and_step_only():
     np.testing.assert_array_equal(jax.random.key_data(s1.rng), jax.random.key_data(state.rng))
 
 
+def test_linear_decay_warms_up_then_falls_to_zero():
+    _, schedule = make_optimizer(
+        lr_peak=1e-3,
+        warmup_steps=10,
+        decay="linear",
+        weight_decay=0.0,
+        grad_clip_norm=0.0,
+        num_steps=110,
+    )
+    values = [float(schedule(s)) for s in (0, 5, 10, 60, 110)]
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-12)
+
+
 def test_unknown_decay_is_rejected():
     with pytest.raises(ValueError, match="optim.decay"):
         make_optimizer(
             lr_peak=1.0,
             warmup_steps=1,
-            decay="linear",
+            decay="step",
             weight_decay=0.0,
             grad_clip_norm=0.0,
             num_steps=1,

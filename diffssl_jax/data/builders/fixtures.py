@@ -1,4 +1,4 @@
-"""Tiny stand-ins for the GlaS and MoNuSeg downloads, in their real file formats and layout.
+"""Tiny stand-ins for the GlaS, MoNuSeg and CelebA downloads, in their real formats and layout.
 
 The tests build the datasets from these; users can smoke-test a set-up the same way before
 the real download is in place (random pixels, so only shapes and plumbing mean anything):
@@ -10,16 +10,22 @@ GlaS: `<dir>/Warwick QU Dataset (Released 2016_07_08)/` with 24-bit RGB `*.bmp` 
 8-bit `*_anno.bmp` instance maps holding the boxes `GLAS_GLANDS`, and a `Grade.csv` with
 the real header and spelling. MoNuSeg: `<dir>/MoNuSeg 2018 Training Data/{Tissue Images,
 Annotations}/` and `<dir>/MoNuSegTestData/` with the real image ids, RGB `.tif` tiles, and
-Aperio ImageScope XML files holding the polygons `MONUSEG_NUCLEI`.
+Aperio ImageScope XML files holding the polygons `MONUSEG_NUCLEI`. CelebA: the five release
+files of `celeb_a.FILES` (a zip of 218x178 JPEGs under `img_align_celeba/`, and the split,
+attribute, landmark and identity lists with the real headers), for
+`celeb_a.prepare_from_files`.
 """
 
+import io
 import pathlib
+import zipfile
 from xml.etree import ElementTree
 
 import numpy as np
 from PIL import Image
 
-from diffssl_jax.data.builders import glas, monuseg
+from diffssl_jax.data import celeba
+from diffssl_jax.data.builders import celeb_a, glas, monuseg
 
 # Gland k of every fixture annotation is the box rows [r0, r1) x cols [c0, c1) of entry k-1.
 GLAS_GLANDS = ((2, 3, 9, 12), (15, 20, 25, 30))
@@ -36,6 +42,13 @@ MONUSEG_NUCLEI = (
     ((2.5, 3.5), (8.5, 3.5), (8.5, 6.5), (2.5, 6.5)),
     ((14.0, 10.0), (18.0, 14.0), (14.0, 18.0), (10.0, 14.0)),
     ((1.0, 1.0), (3.0, 1.0)),
+)
+# Every fixture face is bright (200..255) inside CelebA's reference crop and dark (0..50)
+# outside it, so a crop off by one pixel shows.
+CELEBA_BRIGHT, CELEBA_DARK = (200, 255), (0, 50)
+_LANDMARKS = (
+    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y "
+    "rightmouth_x rightmouth_y"
 )
 
 
@@ -188,3 +201,67 @@ def write_monuseg_fixture(
     for key in monuseg.TEST_IDS:
         _write_pair(test, test, key, pixels())
     return directory
+
+
+def _celeba_face(rng) -> bytes:
+    """A 218x178 JPEG (quality 100, no chroma subsampling): `CELEBA_BRIGHT` noise inside
+    `celeba.CROP`, `CELEBA_DARK` noise outside."""
+    pixels = rng.integers(*CELEBA_DARK, celeba.IMAGE_SHAPE, endpoint=True, dtype=np.uint8)
+    top, left, height, width = celeba.CROP
+    inside = (height, width, 3)
+    pixels[top : top + height, left : left + width] = rng.integers(
+        *CELEBA_BRIGHT, inside, endpoint=True, dtype=np.uint8
+    )
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=100, subsampling=0)
+    return buffer.getvalue()
+
+
+def _table(header: list[str], names: list[str], rows, width: int) -> str:
+    """A CelebA annotation list: optional count and header lines, then `name v1 v2 ...`."""
+    lines = [
+        f"{name} " + " ".join(f"{v:{width}d}" for v in row)
+        for name, row in zip(names, rows, strict=True)
+    ]
+    return "\n".join([*header, *lines]) + "\n"
+
+
+def write_celeb_a_fixture(
+    directory, sizes: tuple[int, int, int] = (24, 4, 12), seed: int = 0
+) -> np.ndarray:
+    """Writes a miniature CelebA release (the five files of `celeb_a.FILES`) into `directory`.
+
+    Images are numbered from `000001.jpg` and split in order, as in the release: the first
+    `sizes[0]` are train (partition 0), then validation (1), then test (2). Image k has
+    identity k (so a prepared example names its file) and random attributes, written as
+    -1 / 1 under the real header.
+
+    Args:
+      directory: the directory to fill (created if needed).
+      sizes: (train, validation, test) image counts.
+      seed: seed of the pixels, attributes and landmarks.
+
+    Returns:
+      `[N, 40]` bool attributes of images 1..N, columns in `celeba.ATTRIBUTES` order.
+    """
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    names = [f"{k:06d}.jpg" for k in range(1, n + 1)]
+    with zipfile.ZipFile(directory / celeb_a.FILES["img_align_celeba"], "w") as archive:
+        for name in names:
+            archive.writestr(f"img_align_celeba/{name}", _celeba_face(rng))
+    attributes = rng.random((n, len(celeba.ATTRIBUTES))) < 0.5
+    landmarks = rng.integers(60, 160, (n, 10))
+    tables = {
+        "list_eval_partition": _table([], names, np.repeat([0, 1, 2], sizes)[:, None], 1),
+        "identity_celeba": _table([], names, np.arange(1, n + 1)[:, None], 1),
+        "list_attr_celeba": _table(
+            [str(n), " ".join(celeba.ATTRIBUTES) + " "], names, 2 * attributes.astype(int) - 1, 2
+        ),
+        "landmarks_celeba": _table([str(n), _LANDMARKS], names, landmarks, 4),
+    }
+    for key, text in tables.items():
+        (directory / celeb_a.FILES[key]).write_text(text)
+    return attributes

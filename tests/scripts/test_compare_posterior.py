@@ -1,0 +1,52 @@
+"""`scripts/compare_posterior.py`: which cached rows make the page (stale grids, tuned values)."""
+
+import importlib.util
+import os
+
+from conftest import REPO_ROOT
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "compare_posterior", os.path.join(REPO_ROOT, "scripts", "compare_posterior.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(psnr, options=None, finite=True):
+    return {
+        "sample_psnr": psnr,
+        "sample_ssim": 0.5,
+        "observed_psnr": 10.0,
+        "observed_ssim": 0.1,
+        "all_finite": finite,
+        "seconds": 1.0,
+        "options": options or {},
+    }
+
+
+def test_collect_keeps_tuned_rows_and_ignores_stale_grids():
+    script = _load_script()
+    grids = {"dps": ("zeta", (1.0, 10.0))}
+    cache = {
+        "tune/mri4_phantoms/dps/zeta=1.0/100": _metrics(12.0),
+        "tune/mri4_phantoms/dps/zeta=10.0/100": _metrics(20.0),
+        "tune/mri4_phantoms/dps/zeta=0.1/100": _metrics(99.0),  # not on the grid any more
+        "tune/mri4_phantoms/dps/zeta=1.0/10": _metrics(1.0, finite=False),  # other step count
+        "mri4_phantoms/dps/10/2/" + '{"zeta": 1.0}': _metrics(5.0, {"zeta": 1.0}),
+        "mri4_phantoms/dps/10/2/" + '{"zeta": 10.0}': _metrics(7.0, {"zeta": 10.0}),
+        "mri4_sl/dps/10/2/" + '{"zeta": 10.0}': _metrics(8.0, {"zeta": 10.0}),
+        "mri4_phantoms/mmps1/10/2/{}": _metrics(9.0),
+        "mri4_phantoms/mmps1/10/4/{}": _metrics(9.5),
+        "mri4_phantoms/mmps1/100/1/{}": _metrics(11.0),
+    }
+    results, tuning, counts, seconds = script.collect(cache, grids)
+    assert tuning == {("mri4_phantoms", "dps"): (10.0, {1.0: 12.0, 10.0: 20.0})}
+    assert results[("mri4_phantoms", "dps", 10)]["sample_psnr"] == 7.0
+    # Shepp-Logan rows use the step size tuned on the phantoms.
+    assert results[("mri4_sl", "dps", 10)]["sample_psnr"] == 8.0
+    # The row with the most images wins, whatever the order of the cache.
+    assert results[("mri4_phantoms", "mmps1", 10)]["sample_psnr"] == 9.5
+    assert counts[("mri4_phantoms", 10)] == 4 and seconds[("mri4_phantoms", "mmps1")] == 1.0
