@@ -15,6 +15,13 @@ Each operator is materialised as a dense `[M, D]` matrix by `jax.jacfwd` (operat
 linear); a complex operator (MRI) is realified as `[Re A; Im A]` with `y` as `(Re y, Im y)`
 and `Sigma_y` the variance of each part. Sums run over chunks of observations in a
 `lax.scan`, so memory is `O(chunk * M * D + D^2)`.
+
+Rows of `A_i` that are identically zero (masked pixels, unsampled k-space columns, the
+imaginary part of a real DFT coefficient) carry no information about `x_i`: dropping them
+and their entries of `y_i` and `Sigma_y` leaves `m_i` and `S_i` exactly unchanged. So each
+matrix keeps only its first `rows` non-zero rows, `rows` being the largest support over the
+observations (`support_size`, a static shape); the solve then costs `O(rows^3)`, not
+`O(M^3)`: for 4x MRI on 32x32 phantoms, M = 2048 but rows <= 512.
 """
 
 import functools
@@ -29,6 +36,26 @@ def operator_matrix(A, shape, dtype=jnp.float32):
     size = math.prod(shape)
 
     return jax.jacfwd(lambda v: realify(A(v.reshape(shape))))(jnp.zeros((size,), dtype))
+
+
+def support_size(operators, shape, dtype=jnp.float32, chunk: int = 64) -> int:
+    """The largest number of non-zero rows of any realified operator matrix (an int)."""
+    count = jax.jit(
+        jax.vmap(lambda a: jnp.sum(jnp.any(operator_matrix(a, shape, dtype) != 0, axis=1)))
+    )
+    num = jax.tree.leaves(operators)[0].shape[0]
+    starts = range(0, num, chunk)
+    counts = [count(jax.tree.map(lambda leaf, i=i: leaf[i : i + chunk], operators)) for i in starts]
+    return int(jnp.max(jnp.concatenate(counts)))
+
+
+def _keep_rows(matrix, y, noise, rows):
+    """`(matrix, y, noise)` restricted to the first `rows` rows in the support of `matrix`
+    (non-zero rows first, in order; zero rows pad when the support is smaller)."""
+    if rows is None or rows >= matrix.shape[0]:
+        return matrix, y, noise
+    keep = jnp.argsort(~jnp.any(matrix != 0, axis=1), stable=True)[:rows]
+    return matrix[keep], y[keep], noise[keep]
 
 
 def realify(y):
@@ -56,8 +83,8 @@ def gaussian_posterior(mean, cov, matrix, y, noise_diag):
     return post_mean, 0.5 * (post_cov + post_cov.T)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "chunk"))
-def em_iteration(mean, cov, operators, ys, noise_var, *, shape, chunk=256):
+@functools.partial(jax.jit, static_argnames=("shape", "chunk", "rows"))
+def em_iteration(mean, cov, operators, ys, noise_var, *, shape, chunk=256, rows=None):
     """One moment-matching EM iteration `(mu, Sigma) -> (mu', Sigma')` (module docstring).
 
     Args:
@@ -68,6 +95,9 @@ def em_iteration(mean, cov, operators, ys, noise_var, *, shape, chunk=256):
       noise_var: scalar or array broadcasting to one `y`.
       shape: the shape of one `x` (`D = prod(shape)`).
       chunk: observations per scan step.
+      rows: keep this many rows of each operator matrix, its non-zero ones first (module
+        docstring); at least `support_size(operators, shape)` for an exact result. None:
+        all rows.
 
     Returns:
       `(mean' [D], cov' [D, D])`.
@@ -85,15 +115,17 @@ def em_iteration(mean, cov, operators, ys, noise_var, *, shape, chunk=256):
         idx = jax.lax.dynamic_slice(take, (start,), (chunk,))
         w = jax.lax.dynamic_slice(weights, (start,), (chunk,))
         A = jax.tree.map(lambda leaf: leaf[idx], operators)
-        ms, ss = jax.vmap(
-            lambda a, yi: gaussian_posterior(
-                mean,
-                cov,
+
+        def posterior(a, yi):
+            matrix, y, noise = _keep_rows(
                 operator_matrix(a, shape, mean.dtype),
                 realify(yi).astype(mean.dtype),
                 realify_noise(noise_var, yi).astype(mean.dtype),
+                rows,
             )
-        )(A, ys[idx])
+            return gaussian_posterior(mean, cov, matrix, y, noise)
+
+        ms, ss = jax.vmap(posterior)(A, ys[idx])
         sum_m = sum_m + jnp.einsum("n,nd->d", w, ms)
         second = ss + jnp.einsum("nd,ne->nde", ms, ms)
         sum_second = sum_second + jnp.einsum("n,nde->de", w, second)
@@ -128,9 +160,10 @@ def fit_gaussian(operators, ys, noise_var, *, shape, num_iterations, ridge=1e-6,
     size = math.prod(shape)
     mean, cov = jnp.zeros((size,), dtype), jnp.eye(size, dtype=dtype)
     chunk = int(min(chunk, ys.shape[0]))
+    rows = support_size(operators, tuple(shape), dtype)
     for _ in range(int(num_iterations)):
         mean, cov = em_iteration(
-            mean, cov, operators, ys, noise_var, shape=tuple(shape), chunk=chunk
+            mean, cov, operators, ys, noise_var, shape=tuple(shape), chunk=chunk, rows=rows
         )
         cov = cov + ridge * jnp.eye(size, dtype=dtype)
     return mean, cov

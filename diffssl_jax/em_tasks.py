@@ -6,7 +6,10 @@ runs `em.run`; then (optionally) trains the same prior on the clean data (the ce
 draws the final EM curve `figures/em_curve.png`. Per lap: the toy logs E.4's Sinkhorn
 divergence of prior samples (`eval/divergence`) and the sliced W2; digits and MRI log the
 PSNR of the posterior samples against the clean images (`eval/psnr_posterior`) and, for
-digits, the Fréchet distance of prior samples to the test digits in a classifier's features.
+digits, the Fréchet distance of prior samples to the test digits in the features of
+`evaluation.digit_classifier` (`eval/frechet`). Digits also measure the ceiling by posterior
+sampling under the clean-data prior (`digits_ceiling`); digits and MRI the floor, the
+zero-filled observations (`zero_filled_floor`).
 """
 
 import json
@@ -78,17 +81,7 @@ def make_evaluate(config, workdir: str, x_clean: np.ndarray):
         offset = metrics.sinkhorn_divergence(truth[:num], truth[num:])
     feature_fn = test_features = None
     if task == "digits":
-        try:
-            from diffssl_jax.evaluation import digit_classifier
-        except ImportError as error:
-            raise ValueError(
-                "em.task='digits' needs the Frechet-distance classifier "
-                "(diffssl_jax/evaluation/digit_classifier.py), which is not written yet "
-                "(issue 5 is open); the toy and MRI tasks work."
-            ) from error
-
-        feature_fn = digit_classifier.load_feature_fn(config.em.classifier_workdir)
-        test_features = feature_fn(digit_classifier.test_images())
+        feature_fn, test_features = digit_features(config)
 
     def evaluate(lap, prior, samples, rng):
         shape = tuple(x_clean.shape[1:])
@@ -124,12 +117,37 @@ def make_evaluate(config, workdir: str, x_clean: np.ndarray):
     return evaluate
 
 
-def clean_baseline(config, workdir: str, x_clean, evaluate, recipe) -> dict:
-    """The ceiling: the same prior trained on the clean data (budget: one lap per lap)."""
+def digit_features(config):
+    """`(feature_fn, test_features [450, F])` of the digits' Fréchet distance (methods.md F).
+
+    `feature_fn` maps `[N, 16, 16, 1]` images to the penultimate features of the classifier
+    in `config.em.classifier_workdir` (FileNotFoundError with the command that trains it).
+    """
+    from diffssl_jax.evaluation import digit_classifier
+
+    feature_fn = digit_classifier.load_feature_fn(config.em.classifier_workdir)
+    return feature_fn, feature_fn(digit_classifier.test_images())
+
+
+def clean_baseline(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
+    """The ceiling: the same prior trained on the clean data (budget: one lap per lap);
+    the task's metric of its samples (`obs` unused: the toy's metric needs no posterior)."""
+    del obs
     path = os.path.join(workdir, "baseline_clean.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
+    prior = train_clean_prior(config, workdir, x_clean, recipe)
+    rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
+    result = evaluate("clean", prior, np.asarray(x_clean), rng)
+    with open(path, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def train_clean_prior(config, workdir: str, x_clean, recipe) -> em.ReshapedDenoiser:
+    """The prior trained on the clean data for `em.num_laps * train.num_steps` steps (in
+    `workdir/baseline_clean/`, resumable), as a denoiser in EM units."""
     cfg = config.copy_and_resolve_references()
     with cfg.unlocked():
         cfg.train.num_steps = config.train.num_steps * config.em.num_laps
@@ -142,23 +160,79 @@ def clean_baseline(config, workdir: str, x_clean, evaluate, recipe) -> dict:
 
     training.train(cfg, train_dir, recipe, source=ArraySource(np.clip(images, -1, 1)))
     params = checkpoint.load_params(train_dir, which="ema")
-    prior = em.ReshapedDenoiser(
+    return em.ReshapedDenoiser(
         em_recipe.make_denoiser(cfg, params), tuple(cfg.data.image_shape), scale
     )
+
+
+def zero_filled_floor(config, workdir: str, x_clean, obs) -> dict:
+    """The floor of EM on images (`baseline_zero_filled.json`), in the per-lap units.
+
+    The zero-filled reconstruction `A^T y` (`observations.zero_filled`: the observation with
+    the missing pixels at 0 for digits, `Re(F^H y)` for MRI) against the clean images:
+    `eval/psnr_posterior` = PSNR(A^T y, x) and, for digits, `eval/frechet` of its features.
+    Also draws `figures/observations.png` (clean images above their zero-filled observations).
+    """
+    zero_filled = np.asarray(observations.zero_filled(obs.y, obs.operators))
+    zero_filled = zero_filled.reshape(x_clean.shape)
+    floor = {"eval/psnr_posterior": float(jnp.mean(metrics.psnr(zero_filled, x_clean)))}
+    if config.em.task == "digits":
+        feature_fn, test_features = digit_features(config)
+        features = feature_fn(np.clip(zero_filled, -1, 1))
+        floor["eval/frechet"] = metrics.frechet_distance(features, test_features)
+    _write_json(os.path.join(workdir, "baseline_zero_filled.json"), floor)
+    plotting.save_image_grid(
+        np.concatenate([x_clean[:16], np.clip(zero_filled[:16], -1, 1)]),
+        os.path.join(workdir, "figures", "observations.png"),
+        num_cols=16,
+        title="clean (top) and zero-filled observations (bottom)",
+    )
+    return floor
+
+
+def digits_ceiling(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
+    """The ceiling of EM on digits (`baseline_clean.json`), in the per-lap units.
+
+    The same prior trained on the clean digits for `em.num_laps * train.num_steps` steps;
+    `eval/frechet` of its samples and `eval/psnr_posterior` of one MMPS posterior sample per
+    observation under it (the E-step of a lap, key `fold_in(key(seed), 10_000)`, chunks in
+    `baseline_clean/estep/`, resumable). Read back if it exists.
+    """
+    path = os.path.join(workdir, "baseline_clean.json")
+    if os.path.exists(path):
+        return _read_json(path)
+    prior = train_clean_prior(config, workdir, x_clean, recipe)
     rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
-    result = evaluate("clean", prior, np.asarray(x_clean), rng)
+    estep = os.path.join(workdir, "baseline_clean", "estep")
+    raw = em.e_step(prior, obs, rng=jax.random.fold_in(rng, 0), config=config, directory=estep)
+    kept, counts = em.filter_samples(raw, config.em.sample_bound or None)
+    ceiling = {**counts, **evaluate("clean", prior, kept, jax.random.fold_in(rng, 1))}
+    _write_json(path, ceiling)
+    return ceiling
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, obj: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(result, f)
-    return result
+        json.dump(obj, f, indent=1)
 
 
-def save_em_curve(config, workdir: str, laps: list[dict], baseline: dict | None) -> str:
-    """`figures/em_curve.png`: the task's metric per lap, the clean ceiling dashed."""
+def save_em_curve(
+    config, workdir: str, laps: list[dict], baseline: dict | None, floor: dict | None = None
+) -> str:
+    """`figures/em_curve.png`: the task's metric per lap, the clean ceiling (and the floor,
+    if given) dashed."""
     key = _CURVE_KEY[config.em.task]
     xs = [i for i, info in enumerate(laps) if key in info]
     ys = [laps[i][key] for i in xs]
     hlines = {"trained on clean data": baseline[key]} if baseline and key in baseline else {}
     hlines["Gaussian prior (lap 0)"] = laps[0][key] if key in laps[0] else None
+    hlines["zero-filled observations"] = floor.get(key) if floor else None
     hlines = {k: v for k, v in hlines.items() if v is not None}
     return plotting.save_curves(
         np.asarray(xs),
@@ -166,7 +240,7 @@ def save_em_curve(config, workdir: str, laps: list[dict], baseline: dict | None)
         os.path.join(workdir, "figures", "em_curve.png"),
         hlines=hlines,
         ylabel=key,
-        log_y=config.em.task == "toy",
+        log_y=config.em.task in ("toy", "digits"),  # divergences span decades
     )
 
 
@@ -195,8 +269,11 @@ def run_experiment(config, workdir: str) -> dict:
         gaussian_prior=gaussian_prior,
         evaluate=evaluate,
     )
-    baseline = None
+    baseline = floor = None
+    if config.em.task in ("digits", "mri"):
+        floor = zero_filled_floor(config, workdir, x_clean, obs)
     if config.em.clean_baseline:
-        baseline = clean_baseline(config, workdir, x_clean, evaluate, recipe)
-    save_em_curve(config, workdir, laps, baseline)
-    return {"laps": laps, "clean": baseline}
+        ceiling = digits_ceiling if config.em.task == "digits" else clean_baseline
+        baseline = ceiling(config, workdir, x_clean, obs, evaluate, recipe)
+    save_em_curve(config, workdir, laps, baseline, floor)
+    return {"laps": laps, "clean": baseline, "zero_filled": floor}

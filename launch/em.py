@@ -33,7 +33,8 @@ def main(argv):
     parallel.initialize_distributed()
     result = em_tasks.run_experiment(_CONFIG.value, _WORKDIR.value)
     last = result["laps"][-1]
-    print(json.dumps({"laps": len(result["laps"]), "last": last, "clean": result["clean"]}))
+    summary = {"laps": len(result["laps"]), "last": last, "clean": result["clean"]}
+    print(json.dumps({**summary, "zero_filled": result["zero_filled"]}))
 
 
 if __name__ == "__main__":

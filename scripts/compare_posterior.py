@@ -7,11 +7,22 @@ For each task of `TASKS` (a `configs/posterior` file and a trained prior) and ea
 `METHODS`, draws one posterior sample per held-out observation with
 `evaluation.posterior.run_problem` at 10, 100 and 1000 DDPM-ancestral steps, and reports the
 mean PSNR and SSIM against the ground truth, with the observation itself (zero-filled for
-MRI) as a baseline. Step sizes of DPS (`zeta`), PiGDM (`data_var`) and DiffPIR (`lambda_`)
-are tuned first on a small grid, on validation images disjoint from the test images (the
-next images of the same held-out split), at 100 steps, by PSNR; Shepp-Logan tasks reuse the
-values tuned on phantoms. Every finished row is cached in `<runs>/results.json`, so an
-interrupted run resumes and `--write_only` rewrites the page from the cache. Smoke test:
+MRI) as a baseline. Step sizes of DPS (`zeta`), PiGDM (`data_var`), TMPD (`rel_floor`) and
+DiffPIR (`lambda_`) are tuned first on a small grid, on validation images disjoint from the
+test images (the next images of the same held-out split), at 100 steps, by PSNR;
+Shepp-Logan tasks reuse the values tuned on phantoms. Every finished row is cached in
+`<runs>/results.json`, so an interrupted run resumes and `--write_only` rewrites the page
+from the cache. The MRI rows of
+docs/posterior.md (TMPD excluded, see its notes), after training the phantoms prior:
+
+    P="nice -n 10 .venv/bin/python scripts/compare_posterior.py --num_validation=2"
+    $P --tasks=mri4_phantoms,mri8_phantoms,mri4_sl,mri8_sl --steps=10,100 \
+        --methods=mmps1,mmps3,dps,pigdm,diffpir
+    $P --tasks=mri4_phantoms --long_tasks=mri4_phantoms --steps=1000 --num_images_long=1 \
+        --methods=mmps1,mmps3,dps,pigdm,diffpir
+    $P --write_only
+
+Smoke test:
 
     .venv/bin/python scripts/compare_posterior.py --quick
 """
@@ -235,25 +246,36 @@ def _best_lines(results, tasks, steps_list):
     return out
 
 
-NOTES = """## Notes (from the run of 2026-11-25; re-check them after a re-run)
+NOTES = """## Notes
 
-- Compute: 2 CPU cores shared with four other jobs (load average 10-18). One row of 100
-  steps took 60-220 s of wall time, one row of 1000 steps about 250 s per image for MMPS,
-  so the 1000-step column was run on one image and only where listed; the counts are in
-  the column headers. Treat differences of a dB or two on 2-4 images as noise.
+- Compute: 2 CPU cores shared with one or two other jobs. Rows of 100 steps took 1-80 s
+  of wall time (table below), one MMPS row of 1000 steps a few minutes per image, so the
+  1000-step column was run on one image and only where listed; image counts are in the
+  column headers. Treat differences of a dB or two on 2-4 images as noise.
 - The 16x16 digits are bilinear upsamplings of scikit-learn's 8x8 originals, so 2x
   super-resolution is almost a well-posed problem here: a method that enforces the data
   exactly (DiffPIR's proximal step) can score far above what it would on natural images.
 - DPS moves a VE step by ``zeta (sigma_t^2 - sigma_s^2)`` times the normalised gradient
   (`posterior.DPSDenoiser`): with 10 steps the first steps are huge and the samples
-  saturate; the step size was tuned at 100 steps, and its best value sat at or near the
-  top of the grid.
-- PiGDM (data variance 1, deepinv's choice; it has no step size) amplifies the learned
-  Jacobian by sigma^2 without the normalisation that MMPS's solve provides, and its
-  samples saturate with these priors.
-- A `nan` cell means the method returned non-finite samples: TMPD on MRI did, despite
-  the floor on its row sums (`posterior.TMPDDenoiser`), probably the non-positive row
-  sums of methods.md E.3 (a tiny floor gives a huge weight); not yet verified.
+  saturate (about 4 dB); its step size was tuned at 100 steps.
+- PiGDM with deepinv's data variance 1 diverges: with a learned Jacobian its first-step
+  correction at sigma = 80 is about 1.9e3 on the digits U-Net (about 2 at data_var = 1000);
+  its `data_var` is tuned like a step size.
+- TMPD replaces A J A^T by its row sums (methods.md E.3). A floor of 1e-3 on them gives a
+  correction of about 1e4 and 11-13 dB on digit inpainting; 0.01-1 work. On MRI it fails
+  at every floor: for real images under the realified Fourier operator, 88% of the
+  imaginary row sums of A A^T are exactly 0 (checked with J = I), so the approximation
+  is degenerate there; TMPD is not run on MRI (cells `–`).
+- Shepp-Logan tasks reuse the step sizes tuned on the held-out phantoms at the same
+  acceleration (one image observed with different masks and noise).
+- A tuned value at the edge of its grid (listed below) means the optimum may lie beyond.
+- MMPS gets worse with more steps on the phantoms prior, where the other methods do not.
+  On test image 0 of 4x MRI, MMPS with 1 CG iteration gives 32.6 dB at 100 steps, 20.7 at
+  300 and 18.5 at 1000 (DPS: 27.6 at 100, 27.3 at 1000); with 3 iterations 34.1 at 100 and
+  19.3 at 1000. Not explained yet: with the analytic Gaussian denoiser MMPS is exact
+  (tests/posterior), so the suspects are the learned Jacobian at small sigma, where it is
+  least like a covariance, and the errors that many guided steps accumulate. Use 10-100
+  steps with MMPS until this is understood.
 """
 
 

@@ -48,3 +48,42 @@ def get_em_base_config() -> ml_collections.ConfigDict:
     config.em.clean_baseline = True  # also train the prior on clean data (the ceiling)
     config.em.classifier_workdir = "runs/digit_classifier"  # digits: Fréchet features
     return config
+
+
+def use_grey_unet(config, *, channels: int, channel_mult: tuple, num_groups: int) -> None:
+    """The prior of the image tasks (digits, MRI): a small U-Net on one grey channel (one
+    residual block per level, no attention, no dropout), sampled over the training range."""
+    config.model_name = "unet"
+    config.model.out_channels = 1
+    config.model.model_channels = channels
+    config.model.channel_mult = tuple(channel_mult)
+    config.model.num_res_blocks = 1
+    config.model.attention_resolutions = ()
+    config.model.num_head_channels = channels
+    config.model.dropout = 0.0
+    config.model.num_groups = num_groups
+    config.sampling.sigma_min = config.corruption.sigma_min
+    config.sampling.sigma_max = config.corruption.sigma_max
+
+
+def shrink_em_for_tests(
+    config, *, num_observations: int, num_eval_samples: int, num_laps: int = 1, **overrides
+) -> None:
+    """The `tiny` variants: a few observations (one E-step chunk), 2 Gaussian iterations,
+    4 optimiser steps checkpointed every 2, 4 sampler steps, no clean baseline; `overrides`
+    (dotted keys as `train__num_steps`) adjust what a task needs bigger."""
+    config.em.num_observations = num_observations
+    config.em.chunk_size = num_observations
+    config.em.num_laps = num_laps
+    config.em.gaussian_iterations = 2
+    config.em.num_eval_samples = num_eval_samples
+    config.em.clean_baseline = False
+    config.train.num_steps = 4
+    config.train.batch_size = 8
+    config.train.log_every_steps = 2
+    config.train.checkpoint_every_steps = 2
+    config.optim.warmup_steps = 2
+    config.sampling.num_steps = 4
+    for key, value in overrides.items():
+        group, name = key.split("__")
+        config[group][name] = value

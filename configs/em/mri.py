@@ -10,7 +10,7 @@ inverse FFT is the floor. Variants: `x8` (8x), `tiny` (tests).
 """
 
 from configs.base import parse_variants
-from configs.em.defaults import get_em_base_config
+from configs.em.defaults import get_em_base_config, shrink_em_for_tests, use_grey_unet
 
 
 def get_config(arg: str | None = None):
@@ -19,18 +19,7 @@ def get_config(arg: str | None = None):
     config.em.task = "mri"
     config.data.name = "phantoms"
     config.data.image_shape = (32, 32, 1)
-    config.model_name = "unet"
-    config.model.out_channels = 1
-    config.model.model_channels = 32
-    config.model.channel_mult = (1, 2, 2)
-    config.model.num_res_blocks = 1
-    config.model.attention_resolutions = ()
-    config.model.num_head_channels = 32
-    config.model.dropout = 0.0
-    config.model.num_groups = 8
-    config.corruption.sigma_min = 1e-3
-    config.corruption.sigma_max = 100.0
-    config.objective.time_distribution = "uniform"
+    use_grey_unet(config, channels=32, channel_mult=(1, 2, 2), num_groups=8)
     config.em.acceleration = 8.0 if "x8" in variants else 4.0
     config.em.num_observations = 512
     config.em.num_laps = 3
@@ -46,23 +35,11 @@ def get_config(arg: str | None = None):
     config.train.log_every_steps = 100
     config.train.checkpoint_every_steps = 500
     config.sampling.num_steps = 64
-    config.sampling.sigma_min = 1e-3
-    config.sampling.sigma_max = 100.0
     if "tiny" in variants:
         config.data.image_shape = (16, 16, 1)
         config.model.model_channels = 8
         config.model.channel_mult = (1, 2)
         config.model.num_head_channels = 8
         config.model.num_groups = 4
-        config.em.num_observations = 16
-        config.em.num_laps = 1
-        config.em.chunk_size = 16
-        config.em.gaussian_iterations = 2
-        config.em.num_eval_samples = 4
-        config.train.num_steps = 4
-        config.train.batch_size = 8
-        config.train.log_every_steps = 2
-        config.train.checkpoint_every_steps = 2
-        config.optim.warmup_steps = 2
-        config.sampling.num_steps = 4
+        shrink_em_for_tests(config, num_observations=16, num_eval_samples=4)
     return config

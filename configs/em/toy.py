@@ -12,7 +12,7 @@ steps, batch 1024, lr 1e-3 decaying linearly to 0 (E.4: to 1e-6), 4096 sampler s
 """
 
 from configs.base import parse_variants
-from configs.em.defaults import get_em_base_config
+from configs.em.defaults import get_em_base_config, shrink_em_for_tests
 
 
 def get_config(arg: str | None = None):
@@ -66,16 +66,15 @@ def get_config(arg: str | None = None):
     if "tiny" in variants:
         config.model.features = (32, 32)
         config.model.emb_features = 16
-        config.em.num_laps = 2
-        config.em.num_observations = 256
-        config.em.chunk_size = 128
-        config.em.gaussian_iterations = 8
-        config.em.num_eval_samples = 128
-        config.em.clean_baseline = False
-        config.train.num_steps = 6
-        config.train.batch_size = 32
-        config.train.log_every_steps = 2
-        config.train.checkpoint_every_steps = 2
-        config.optim.warmup_steps = 2
-        config.sampling.num_steps = 8
+        shrink_em_for_tests(
+            config,
+            num_observations=256,
+            num_eval_samples=128,
+            num_laps=2,
+            em__chunk_size=128,
+            em__gaussian_iterations=8,
+            train__num_steps=6,
+            train__batch_size=32,
+            sampling__num_steps=8,
+        )
     return config
