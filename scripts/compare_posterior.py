@@ -272,10 +272,17 @@ NOTES = """## Notes
 - MMPS gets worse with more steps on the phantoms prior, where the other methods do not.
   On test image 0 of 4x MRI, MMPS with 1 CG iteration gives 32.6 dB at 100 steps, 20.7 at
   300 and 18.5 at 1000 (DPS: 27.6 at 100, 27.3 at 1000); with 3 iterations 34.1 at 100 and
-  19.3 at 1000. Not explained yet: with the analytic Gaussian denoiser MMPS is exact
-  (tests/posterior), so the suspects are the learned Jacobian at small sigma, where it is
-  least like a covariance, and the errors that many guided steps accumulate. Use 10-100
-  steps with MMPS until this is understood.
+  19.3 at 1000. Cause found (2026-12-03, one image): the breakdown guard of
+  `posterior/cg.py` returns `v = 0` whenever CG's residual ends above `||b||`, but CG
+  minimises the error in the M-norm and its residual 2-norm may grow even for an SPD
+  system. At 300 steps every MMPS correction for sigma in [0.2, 10) was zeroed this way
+  (no breakdown, `p^T M p > 0`) and the sample kept no information from that range.
+  Allowing the residual to grow 10x before falling back: 300 steps 20.6 -> 33.6 dB,
+  100 steps 32.6 -> 34.2 dB. Guarding instead on the data residual `||y - A x_hat||`
+  changes nothing (those corrections raise it, yet help the sample). Not changed yet: the
+  guard is methods.md E.6's robustness device and its tests pin `||b - M x|| <= ||b||`;
+  the fix needs a bound that keeps untrained networks finite and lets valid steps through.
+  Until then use MMPS with 10-100 steps.
 """
 
 
