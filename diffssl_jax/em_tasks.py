@@ -7,11 +7,12 @@ draws the final EM curve `figures/em_curve.png`. Per lap: the toy logs E.4's Sin
 divergence of prior samples (`eval/divergence`) and the sliced W2; digits and MRI log the
 PSNR of the posterior samples against the clean images (`eval/psnr_posterior`) and, for
 digits, the Fréchet distance of prior samples to the test digits in the features of
-`evaluation.digit_classifier` (`eval/frechet`). Digits also measure the ceiling by posterior
-sampling under the clean-data prior (`digits_ceiling`); digits and MRI the floor, the
-zero-filled observations (`zero_filled_floor`).
+`evaluation.digit_classifier` (`eval/frechet`). The ceiling is the same prior trained on the
+clean data (`clean_ceiling`); for digits and MRI the floor is the zero-filled observations
+(`zero_filled_floor`).
 """
 
+import functools
 import json
 import os
 
@@ -122,27 +123,17 @@ def digit_features(config):
 
     `feature_fn` maps `[N, 16, 16, 1]` images to the penultimate features of the classifier
     in `config.em.classifier_workdir` (FileNotFoundError with the command that trains it).
+    Loaded once per classifier directory (the per-lap metric and the floor share it).
     """
+    return _digit_features(os.path.abspath(config.em.classifier_workdir))
+
+
+@functools.lru_cache(maxsize=4)
+def _digit_features(workdir: str):
     from diffssl_jax.evaluation import digit_classifier
 
-    feature_fn = digit_classifier.load_feature_fn(config.em.classifier_workdir)
+    feature_fn = digit_classifier.load_feature_fn(workdir)
     return feature_fn, feature_fn(digit_classifier.test_images())
-
-
-def clean_baseline(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
-    """The ceiling: the same prior trained on the clean data (budget: one lap per lap);
-    the task's metric of its samples (`obs` unused: the toy's metric needs no posterior)."""
-    del obs
-    path = os.path.join(workdir, "baseline_clean.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    prior = train_clean_prior(config, workdir, x_clean, recipe)
-    rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
-    result = evaluate("clean", prior, np.asarray(x_clean), rng)
-    with open(path, "w") as f:
-        json.dump(result, f)
-    return result
 
 
 def train_clean_prior(config, workdir: str, x_clean, recipe) -> em.ReshapedDenoiser:
@@ -190,23 +181,27 @@ def zero_filled_floor(config, workdir: str, x_clean, obs) -> dict:
     return floor
 
 
-def digits_ceiling(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
-    """The ceiling of EM on digits (`baseline_clean.json`), in the per-lap units.
+def clean_ceiling(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
+    """The ceiling of EM (`baseline_clean.json`), in the per-lap units; read back if it exists.
 
-    The same prior trained on the clean digits for `em.num_laps * train.num_steps` steps;
-    `eval/frechet` of its samples and `eval/psnr_posterior` of one MMPS posterior sample per
-    observation under it (the E-step of a lap, key `fold_in(key(seed), 10_000)`, chunks in
-    `baseline_clean/estep/`, resumable). Read back if it exists.
+    The same prior trained on the clean data for `em.num_laps * train.num_steps` steps. For
+    the image tasks, whose per-lap metric includes `eval/psnr_posterior`, the samples scored
+    are one MMPS posterior sample per observation under it (the E-step of a lap, key
+    `fold_in(key(seed), 10_000)`, chunks in `baseline_clean/estep/`, resumable); the toy's
+    metric reads only prior samples, so it is given the clean data.
     """
     path = os.path.join(workdir, "baseline_clean.json")
     if os.path.exists(path):
         return _read_json(path)
     prior = train_clean_prior(config, workdir, x_clean, recipe)
     rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
-    estep = os.path.join(workdir, "baseline_clean", "estep")
-    raw = em.e_step(prior, obs, rng=jax.random.fold_in(rng, 0), config=config, directory=estep)
-    kept, counts = em.filter_samples(raw, config.em.sample_bound or None)
-    ceiling = {**counts, **evaluate("clean", prior, kept, jax.random.fold_in(rng, 1))}
+    if config.em.task == "toy":
+        ceiling = evaluate("clean", prior, np.asarray(x_clean), rng)
+    else:
+        estep = os.path.join(workdir, "baseline_clean", "estep")
+        raw = em.e_step(prior, obs, rng=jax.random.fold_in(rng, 0), config=config, directory=estep)
+        kept, counts = em.filter_samples(raw, config.em.sample_bound or None)
+        ceiling = {**counts, **evaluate("clean", prior, kept, jax.random.fold_in(rng, 1))}
     _write_json(path, ceiling)
     return ceiling
 
@@ -273,7 +268,6 @@ def run_experiment(config, workdir: str) -> dict:
     if config.em.task in ("digits", "mri"):
         floor = zero_filled_floor(config, workdir, x_clean, obs)
     if config.em.clean_baseline:
-        ceiling = digits_ceiling if config.em.task == "digits" else clean_baseline
-        baseline = ceiling(config, workdir, x_clean, obs, evaluate, recipe)
+        baseline = clean_ceiling(config, workdir, x_clean, obs, evaluate, recipe)
     save_em_curve(config, workdir, laps, baseline, floor)
     return {"laps": laps, "clean": baseline, "zero_filled": floor}

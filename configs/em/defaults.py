@@ -67,11 +67,10 @@ def use_grey_unet(config, *, channels: int, channel_mult: tuple, num_groups: int
 
 
 def shrink_em_for_tests(
-    config, *, num_observations: int, num_eval_samples: int, num_laps: int = 1, **overrides
+    config, *, num_observations: int, num_eval_samples: int, num_laps: int = 1
 ) -> None:
     """The `tiny` variants: a few observations (one E-step chunk), 2 Gaussian iterations,
-    4 optimiser steps checkpointed every 2, 4 sampler steps, no clean baseline; `overrides`
-    (dotted keys as `train__num_steps`) adjust what a task needs bigger."""
+    4 optimiser steps checkpointed every 2, 4 sampler steps, no clean baseline."""
     config.em.num_observations = num_observations
     config.em.chunk_size = num_observations
     config.em.num_laps = num_laps
@@ -84,6 +83,3 @@ def shrink_em_for_tests(
     config.train.checkpoint_every_steps = 2
     config.optim.warmup_steps = 2
     config.sampling.num_steps = 4
-    for key, value in overrides.items():
-        group, name = key.split("__")
-        config[group][name] = value

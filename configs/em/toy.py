@@ -66,15 +66,10 @@ def get_config(arg: str | None = None):
     if "tiny" in variants:
         config.model.features = (32, 32)
         config.model.emb_features = 16
-        shrink_em_for_tests(
-            config,
-            num_observations=256,
-            num_eval_samples=128,
-            num_laps=2,
-            em__chunk_size=128,
-            em__gaussian_iterations=8,
-            train__num_steps=6,
-            train__batch_size=32,
-            sampling__num_steps=8,
-        )
+        shrink_em_for_tests(config, num_observations=256, num_eval_samples=128, num_laps=2)
+        config.em.chunk_size = 128
+        config.em.gaussian_iterations = 8
+        config.train.num_steps = 6
+        config.train.batch_size = 32
+        config.sampling.num_steps = 8
     return config

@@ -105,7 +105,8 @@ def train_classifier(
     per_epoch = len(images) // batch_size
     for s in range(num_steps):
         epoch, b = divmod(s, per_epoch)
-        order = jax.random.permutation(jax.random.fold_in(rng_data, epoch), len(images))
+        if b == 0:
+            order = jax.random.permutation(jax.random.fold_in(rng_data, epoch), len(images))
         index = order[b * batch_size : (b + 1) * batch_size]
         params, opt_state, loss = step(params, opt_state, index)
     logits, _ = model.apply(params, jnp.asarray(test.images))
