@@ -21,6 +21,7 @@ its last checkpoint, the E-step from its last chunk). Every key derives from
 `fold_in(key(seed), lap)`, never from `hash()`.
 """
 
+import functools
 import json
 import math
 import os
@@ -178,7 +179,11 @@ def e_step(denoiser, obs: Observations, *, rng, config, directory: str, mesh=Non
     size = int(config.em.chunk_size)
     sigmas = _sigmas(config.sampling)
     os.makedirs(directory, exist_ok=True)
-    make_posterior = lambda d, A, y, nv: mmps(d, A, y, nv, cg_maxiter=config.posterior.cg_maxiter)
+    make_posterior = functools.partial(
+        mmps,
+        cg_maxiter=config.posterior.cg_maxiter,
+        cg_max_residual_growth=config.posterior.cg_max_residual_growth,
+    )
     chunks = []
     for j, start in enumerate(range(0, n, size)):
         path = os.path.join(directory, f"chunk_{j:05d}.npy")

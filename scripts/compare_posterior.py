@@ -12,15 +12,20 @@ DiffPIR (`lambda_`) are tuned first on a small grid, on validation images disjoi
 test images (the next images of the same held-out split), at 100 steps, by PSNR;
 Shepp-Logan tasks reuse the values tuned on phantoms. Every finished row is cached in
 `<runs>/results.json`, so an interrupted run resumes and `--write_only` rewrites the page
-from the cache. The MRI rows of
-docs/posterior.md (TMPD excluded, see its notes), after training the phantoms prior:
+from the cache. docs/posterior.md (run of 2026-12-04), after training both priors
+(`launch.train` with `configs/ddpm/digits.py` and `configs/ddpm/phantoms.py`):
 
     P="nice -n 10 .venv/bin/python scripts/compare_posterior.py --num_validation=2"
     $P --tasks=mri4_phantoms,mri8_phantoms,mri4_sl,mri8_sl --steps=10,100 \
         --methods=mmps1,mmps3,dps,pigdm,diffpir
     $P --tasks=mri4_phantoms --long_tasks=mri4_phantoms --steps=1000 --num_images_long=1 \
         --methods=mmps1,mmps3,dps,pigdm,diffpir
+    $P --tasks=digits_inpaint,digits_superres --steps=10,100
+    $P --tasks=digits_inpaint,digits_superres --long_tasks=digits_inpaint,digits_superres \
+        --steps=1000 --num_images_long=1
     $P --write_only
+
+(TMPD is not run on MRI, see the notes.)
 
 Smoke test:
 
@@ -258,7 +263,8 @@ NOTES = """## Notes
 - DPS moves a VE step by ``zeta (sigma_t^2 - sigma_s^2)`` times the normalised gradient
   (`posterior.DPSDenoiser`): with 10 steps the first steps are huge and the samples
   saturate (about 4 dB); its step size was tuned at 100 steps.
-- PiGDM with deepinv's data variance 1 diverges: with a learned Jacobian its first-step
+- PiGDM with deepinv's data variance 1 diverges on digit inpainting (NaN) and on MRI (tuned
+  there: 100; on 2x super-resolution 1 is best): with a learned Jacobian its first-step
   correction at sigma = 80 is about 1.9e3 on the digits U-Net (about 2 at data_var = 1000);
   its `data_var` is tuned like a step size.
 - TMPD replaces A J A^T by its row sums (methods.md E.3). A floor of 1e-3 on them gives a
@@ -269,20 +275,29 @@ NOTES = """## Notes
 - Shepp-Logan tasks reuse the step sizes tuned on the held-out phantoms at the same
   acceleration (one image observed with different masks and noise).
 - A tuned value at the edge of its grid (listed below) means the optimum may lie beyond.
-- MMPS gets worse with more steps on the phantoms prior, where the other methods do not.
-  On test image 0 of 4x MRI, MMPS with 1 CG iteration gives 32.6 dB at 100 steps, 20.7 at
-  300 and 18.5 at 1000 (DPS: 27.6 at 100, 27.3 at 1000); with 3 iterations 34.1 at 100 and
-  19.3 at 1000. Cause found (2026-12-03, one image): the breakdown guard of
-  `posterior/cg.py` returns `v = 0` whenever CG's residual ends above `||b||`, but CG
-  minimises the error in the M-norm and its residual 2-norm may grow even for an SPD
-  system. At 300 steps every MMPS correction for sigma in [0.2, 10) was zeroed this way
-  (no breakdown, `p^T M p > 0`) and the sample kept no information from that range.
-  Allowing the residual to grow 10x before falling back: 300 steps 20.6 -> 33.6 dB,
-  100 steps 32.6 -> 34.2 dB. Guarding instead on the data residual `||y - A x_hat||`
-  changes nothing (those corrections raise it, yet help the sample). Not changed yet: the
-  guard is methods.md E.6's robustness device and its tests pin `||b - M x|| <= ||b||`;
-  the fix needs a bound that keeps untrained networks finite and lets valid steps through.
-  Until then use MMPS with 10-100 steps.
+- MMPS's CG guard (`posterior/cg.py`), changed 2026-12-04. The guard of methods.md E.6
+  fell back to `v = 0` whenever CG's residual ended above `||b||`; CG minimises the error
+  in the M-norm, and its residual 2-norm may grow even on an SPD system, so on the
+  phantoms prior every correction for sigma in [0.2, 10) was zeroed at 300 steps and MMPS
+  got worse with more steps (4x, test image 0, MMPS-1: 32.6 dB at 100 steps, 20.6 at 300,
+  18.5 at 1000). Now CG keeps its last iterate if it did not break down, lowers CG's
+  objective `phi(v) = v^T M v / 2 - b^T v` below `phi(0)`, and its residual is at most 10
+  `||b||` (`cg_max_residual_growth`); else the smallest-residual iterate. Without the cap
+  one 10-step MMPS-3 sample exploded (5 dB). Ablation on 4x phantoms (4 test images, PSNR
+  of one sample; `scripts/mmps_guard_ablation.py`):
+
+  | residual growth cap | MMPS-3, 10 | MMPS-1, 10 | MMPS-3, 100 | MMPS-1, 100 | MMPS-1, 300 |
+  |---|---|---|---|---|---|
+  | none (objective test only) | 20.33 | 25.84 | 30.85 | 29.69 | 30.60 |
+  | 1 (methods.md E.6) | 26.49 | 23.44 | 28.34 | 27.20 | 24.80 |
+  | 3 | 24.37 | 25.97 | 30.59 | 29.69 | 30.60 |
+  | 10 (default) | 25.23 | 25.84 | 31.04 | 29.69 | 30.59 |
+  | 100 | 20.33 | 25.84 | 30.85 | 29.69 | 30.60 |
+
+  With an untrained MLP or an indefinite linear denoiser, samples stay at the unguided
+  scale with any cap and with none (tests/posterior/test_mmps.py); keeping CG's last
+  iterate without the objective test gave 2e2-3e99 times that scale at maxiter 5 and 20.
+  The digits EM results of docs/em.md (2026-12-03) were produced under the old guard.
 """
 
 

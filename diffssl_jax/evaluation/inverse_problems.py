@@ -124,11 +124,20 @@ def make_problem(
 
 
 def make_posterior_factory(
-    name, *, cg_maxiter=1, cg_rtol=0.0, zeta=1.0, data_var=1.0, rel_floor=1e-3, lambda_=1.0
+    name,
+    *,
+    cg_maxiter=1,
+    cg_rtol=0.0,
+    cg_max_residual_growth=10.0,
+    zeta=1.0,
+    data_var=1.0,
+    rel_floor=1e-3,
+    lambda_=1.0,
 ):
     """``(denoiser, A, y, noise_var) -> posterior_denoiser`` for the method ``name``.
 
-    Each method reads only its own options: MMPS ``cg_maxiter``, ``cg_rtol`` (Rozet et al.
+    Each method reads only its own options: MMPS ``cg_maxiter``, ``cg_rtol``,
+    ``cg_max_residual_growth`` (Rozet et al.
     2024); DPS ``zeta`` (Chung et al. 2023); PiGDM ``data_var`` (Song et al. 2023); TMPD
     ``rel_floor`` (Boys et al. 2023); DiffPIR ``lambda_`` (Zhu et al. 2023). See
     ``posterior.mmps`` and ``posterior.baselines`` for their equations.
@@ -137,7 +146,12 @@ def make_posterior_factory(
       ValueError: for an unknown method (before anything is sampled).
     """
     if name == "mmps":
-        return functools.partial(posterior.mmps, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)
+        return functools.partial(
+            posterior.mmps,
+            cg_maxiter=cg_maxiter,
+            cg_rtol=cg_rtol,
+            cg_max_residual_growth=cg_max_residual_growth,
+        )
     if name == "dps":
         return functools.partial(posterior.dps, zeta=zeta)
     if name == "pigdm":

@@ -84,7 +84,7 @@ def _estep_config():
         "sigma_max": 20.0,
         "sampler": "ddpm_ancestral",
     }
-    config.posterior = {"cg_maxiter": M}
+    config.posterior = {"cg_maxiter": M, "cg_max_residual_growth": 10.0}
     return config
 
 
