@@ -298,6 +298,13 @@ NOTES = """## Notes
   scale with any cap and with none (tests/posterior/test_mmps.py); keeping CG's last
   iterate without the objective test gave 2e2-3e99 times that scale at maxiter 5 and 20.
   The digits EM results of docs/em.md (2026-12-03) were produced under the old guard.
+  The cap is a compromise, not a solution: on 8x phantoms at 1000 steps (the one test
+  image of that column) MMPS-3 gives 25.51 dB without a cap, 16.15 with 10, 15.29 with 3
+  and 14.12 with 1 (`scripts/mmps_guard_ablation.py --task=mri8_phantoms
+  --rows=mmps3:1000 --caps=none,1,3,10 --num_images=1`), while without a cap a 10-step
+  sample at 4x exploded. Valid steps of large residual growth matter at many small steps;
+  a rule that tells them from harmful ones (e.g. from the Rayleigh quotients CG already
+  computes) is open.
 """
 
 
