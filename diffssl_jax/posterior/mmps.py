@@ -69,12 +69,17 @@ def noise_array(noise_var, y):
     return jnp.asarray(noise_var, jnp.finfo(y.dtype).dtype)
 
 
-def check_cg_options(cg_maxiter, cg_rtol):
-    """Raises ValueError unless ``cg_maxiter`` is an int ``>= 1`` and ``cg_rtol >= 0``."""
+def check_cg_options(cg_maxiter, cg_rtol, cg_max_residual_growth=None):
+    """Raises ValueError unless ``cg_maxiter`` is an int ``>= 1``, ``cg_rtol >= 0`` and
+    ``cg_max_residual_growth`` is ``None`` or ``>= 1``."""
     if isinstance(cg_maxiter, bool) or int(cg_maxiter) != cg_maxiter or cg_maxiter < 1:
         raise ValueError(f"cg_maxiter must be an integer >= 1, got {cg_maxiter!r}.")
     if not cg_rtol >= 0:
         raise ValueError(f"cg_rtol must be >= 0, got {cg_rtol!r}.")
+    if cg_max_residual_growth is not None and not cg_max_residual_growth >= 1:
+        raise ValueError(
+            f"cg_max_residual_growth must be None or >= 1, got {cg_max_residual_growth!r}."
+        )
 
 
 @flax.struct.dataclass
@@ -173,11 +178,7 @@ def mmps(
     Raises:
       ValueError: from ``operators.check_operator`` (shapes, dtypes, noise, non-linear A).
     """
-    check_cg_options(cg_maxiter, cg_rtol)
-    if cg_max_residual_growth is not None and not cg_max_residual_growth >= 1:
-        raise ValueError(
-            f"cg_max_residual_growth must be None or >= 1, got {cg_max_residual_growth!r}."
-        )
+    check_cg_options(cg_maxiter, cg_rtol, cg_max_residual_growth)
     validate_inputs(A, y, noise_var, x_like)
     return MMPSDenoiser(
         denoiser,
