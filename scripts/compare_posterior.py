@@ -297,7 +297,8 @@ NOTES = """## Notes
   With an untrained MLP or an indefinite linear denoiser, samples stay at the unguided
   scale with any cap and with none (tests/posterior/test_mmps.py); keeping CG's last
   iterate without the objective test gave 2e2-3e99 times that scale at maxiter 5 and 20.
-  The digits EM results of docs/em.md (2026-12-03) were produced under the old guard.
+  The digits EM of docs/em.md, re-run under the cap of 10 (2026-12-04), gains 0.07-0.26 dB
+  of posterior PSNR per lap over the old guard's runs.
   The cap is a compromise, not a solution: on 8x phantoms at 1000 steps (the one test
   image of that column) MMPS-3 gives 25.51 dB without a cap, 16.15 with 10, 15.29 with 3
   and 14.12 with 1 (`scripts/mmps_guard_ablation.py --task=mri8_phantoms
