@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffssl_jax import data
-from diffssl_jax.posterior.mmps import mmps
+from diffssl_jax.posterior.mmps import check_cg_options, mmps
 from diffssl_jax.posterior.sampling import sample_posterior
 from diffssl_jax.sampling import samplers
 from diffssl_jax.training import checkpoint, loop
@@ -328,6 +328,8 @@ def run(
             f"train.batch_size={config.train.batch_size} asks for more samples per M-step "
             f"batch than there are observations ({n}); lower it or add observations."
         )
+    # The E-step builds MMPS only after lap 0's Gaussian fit: check its options first.
+    check_cg_options(config.posterior.cg_maxiter, 0.0, config.posterior.cg_max_residual_growth)
     os.makedirs(workdir, exist_ok=True)
     loop.prepare_workdir(config, workdir)
     done = completed_laps(workdir)

@@ -115,6 +115,11 @@ def test_empty_lap_and_too_large_batches_fail_clearly(tmp_path):
             make_denoiser=None,
             gaussian_prior=None,
         )
+    config = _config()
+    config.posterior.cg_max_residual_growth = 0.5
+    with pytest.raises(ValueError, match="cg_max_residual_growth must be None or >= 1"):
+        em.run(config, workdir, obs, recipe=None, make_denoiser=None, gaussian_prior=None)
+    assert not os.listdir(workdir)  # nothing written before the error
 
 
 def test_filter_samples_drops_and_counts():
