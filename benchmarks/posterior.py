@@ -7,7 +7,7 @@ For two priors, the digits U-Net (`configs/ddpm/digits.py`, trained EMA paramete
 images with a centre-box mask, and a time-conditioned MLP (`models.mlp.MLP`, (256, 256,
 256), random parameters) on 64-d vectors observed through a random 16x64 matrix, it times
 one jitted, vmapped call of: the denoiser; MMPS with k = 1, 3, 10 CG iterations; a naive
-MMPS through `jax.scipy.sparse.linalg.cg` (methods.md E.6: it evaluates the matvec at the
+MMPS through `jax.scipy.sparse.linalg.cg` (docs/methods.md E.6: it evaluates the matvec at the
 initial guess and needs a final vjp, k + 2 vjps); DPS, PiGDM, TMPD and DiffPIR. Each time is
 the median over `--repeats` calls after one warm-up call, as wall time and as process CPU
 time, and is divided by the denoiser's. The memory column is XLA's compiled temporary

@@ -72,7 +72,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval.probe_seeds = 5  # seeds of the labelled subset for budgets > 0
     config.eval.segmentation = True  # run label-efficient segmentation (needs masks or digits)
     config.eval.seg_num_labelled = 20  # labelled training images for the pixel classifier
-    config.eval.seg_num_models = 10  # pixel-classifier ensemble size (methods.md A.6)
+    config.eval.seg_num_models = 10  # pixel-classifier ensemble size (docs/methods.md A.6)
     config.eval.seg_seeds = 3  # repetitions with different labelled images / inits
 
     config.mesh = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""The EM experiments of methods.md F: the toy manifold, masked digits and MRI phantoms.
+"""The EM experiments of docs/methods.md F: the toy manifold, masked digits and MRI phantoms.
 
 `run_experiment(config, workdir)` builds the task's observations (`data.observations`),
 its lap-0 Gaussian prior (`em_gaussian.fit_gaussian`) and its per-lap metric and figure, and
@@ -51,7 +51,7 @@ def clean_data(config) -> np.ndarray:
 
 
 def make_observations(config, x) -> em.Observations:
-    """Observations of the clean `x` for `config.em.task` (methods.md F; E.4)."""
+    """Observations of the clean `x` for `config.em.task` (docs/methods.md F; E.4)."""
     c, seed = config.em, config.em.data_seed + 1
     if c.task == "toy":
         y, ops = observations.linear_projections(
@@ -119,7 +119,7 @@ def make_evaluate(config, workdir: str, x_clean: np.ndarray):
 
 
 def digit_features(config):
-    """`(feature_fn, test_features [450, F])` of the digits' Fréchet distance (methods.md F).
+    """`(feature_fn, test_features [450, F])` of the digits' Fréchet distance (docs/methods.md F).
 
     `feature_fn` maps `[N, 16, 16, 1]` images to the penultimate features of the classifier
     in `config.em.classifier_workdir` (FileNotFoundError with the command that trains it).

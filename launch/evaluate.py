@@ -1,7 +1,7 @@
 r"""Evaluates a trained workdir's representation: `python -m launch.evaluate --workdir=DIR`.
 
 `--tasks` (default `representation`) picks the evaluations, all with the workdir's
-`config.eval`: `representation`: linear probe and digit segmentation (methods.md F), to
+`config.eval`: `representation`: linear probe and digit segmentation (docs/methods.md F), to
 `DIR/eval/results.json` (`evaluation.representation`); `attributes`: attribute probes
 (digits: class mAP, Pearson r, MSE; CelebA: mean AP of its 40), per DiTi subset group, to
 `DIR/eval/attributes.json` (`evaluation.attributes`); `counterfactuals`: DiTi's strips

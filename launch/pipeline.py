@@ -7,7 +7,7 @@ r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmenta
    training loop (`diffssl_jax.training.train`; rerunning resumes, a finished run is not
    redone).
 2. Evaluates its frozen EMA features with the workdir's `config.eval`: the linear probe
-   (all labels and k per class) and the 20-image digit segmentation of methods.md F
+   (all labels and k per class) and the 20-image digit segmentation of docs/methods.md F
    (`evaluation.representation.evaluate_representation`), written to
    `DIR/eval/results.json`.
 3. Draws `DIR/figures/segmentation.png` (test digits, label maps, the first seed's

@@ -267,7 +267,7 @@ NOTES = """## Notes
   there: 100; on 2x super-resolution 1 is best): with a learned Jacobian its first-step
   correction at sigma = 80 is about 1.9e3 on the digits U-Net (about 2 at data_var = 1000);
   its `data_var` is tuned like a step size.
-- TMPD replaces A J A^T by its row sums (methods.md E.3). A floor of 1e-3 on them gives a
+- TMPD replaces A J A^T by its row sums (docs/methods.md E.3). A floor of 1e-3 on them gives a
   correction of about 1e4 and 11-13 dB on digit inpainting; 0.01-1 work. On MRI it fails
   at every floor: for real images under the realified Fourier operator, 88% of the
   imaginary row sums of A A^T are exactly 0 (checked with J = I), so the approximation
@@ -275,7 +275,7 @@ NOTES = """## Notes
 - Shepp-Logan tasks reuse the step sizes tuned on the held-out phantoms at the same
   acceleration (one image observed with different masks and noise).
 - A tuned value at the edge of its grid (listed below) means the optimum may lie beyond.
-- MMPS's CG guard (`posterior/cg.py`), changed 2026-12-04. The guard of methods.md E.6
+- MMPS's CG guard (`posterior/cg.py`), changed 2026-12-04. The guard of docs/methods.md E.6
   fell back to `v = 0` whenever CG's residual ended above `||b||`; CG minimises the error
   in the M-norm, and its residual 2-norm may grow even on an SPD system, so on the
   phantoms prior every correction for sigma in [0.2, 10) was zeroed at 300 steps and MMPS
@@ -289,7 +289,7 @@ NOTES = """## Notes
   | residual growth cap | MMPS-3, 10 | MMPS-1, 10 | MMPS-3, 100 | MMPS-1, 100 | MMPS-1, 300 |
   |---|---|---|---|---|---|
   | none (objective test only) | 20.33 | 25.84 | 30.85 | 29.69 | 30.60 |
-  | 1 (methods.md E.6) | 26.49 | 23.44 | 28.34 | 27.20 | 24.80 |
+  | 1 (docs/methods.md E.6) | 26.49 | 23.44 | 28.34 | 27.20 | 24.80 |
   | 3 | 24.37 | 25.97 | 30.59 | 29.69 | 30.60 |
   | 10 (default) | 25.23 | 25.84 | 31.04 | 29.69 | 30.59 |
   | 100 | 20.33 | 25.84 | 30.85 | 29.69 | 30.60 |

@@ -140,12 +140,12 @@ def _markdown(rows, command: str, quick: bool, seg_max_epochs: int) -> str:
             "",
             f"Produced by `{command}`{' (smoke test: tiny configs)' if quick else ''}.",
             "",
-            "Protocols of `shared/methods.md` F (1347 train / 450 test digits, 16x16):",
+            "Protocols of `docs/methods.md` F (1347 train / 450 test digits, 16x16):",
             "",
             "- Linear probe: test accuracy of logistic regression on globally pooled features",
             "  (raw pixels: the flattened image); k-per-class budgets over "
             f"{cfg['probe_seeds']} seeds of the labelled subset.",
-            "- Segmentation: pixel-classifier protocol (i) of methods.md A.6, "
+            "- Segmentation: pixel-classifier protocol (i) of docs/methods.md A.6, "
             f"{cfg['seg_num_models']} MLPs,",
             f"  majority vote, at most {seg_max_epochs} epochs, {cfg['seg_seeds']} seed(s) of the",
             "  labelled images; mIoU over the 11 classes, foreground Dice averaged over images.",

@@ -5,7 +5,7 @@ r"""MMPS's CG residual cap on the phantoms MRI prior: PSNR per cap, method and s
 Runs MMPS (1 and 3 CG iterations) on 4x MRI of 4 held-out phantoms through
 `scripts/compare_posterior.py`'s runner (same problems, seeds and sampler) for each
 `cg_max_residual_growth` in `--caps` (`none`: no cap, the objective test alone; 1: the
-guard of methods.md E.6, `||b - M v|| <= ||b||`), and prints one line per row: mean PSNR of
+guard of docs/methods.md E.6, `||b - M v|| <= ||b||`), and prints one line per row: mean PSNR of
 one sample and the per-image PSNRs. Rows are cached in `<runs>/guard_ablation.json`.
 Results of 2026-12-04 are in docs/posterior.md (notes).
 """

@@ -1,4 +1,4 @@
-"""DDPM on random ellipse phantoms (32x32x1): the MRI prior of methods.md part F.
+"""DDPM on random ellipse phantoms (32x32x1): the MRI prior of docs/methods.md part F.
 
     .venv/bin/python -m launch.train --config=configs/ddpm/phantoms.py --workdir=runs/ddpm_phantoms
 

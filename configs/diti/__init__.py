@@ -1,4 +1,4 @@
-"""DiTi configs: the keys every DiTi config shares, at the reference settings (methods.md B).
+"""DiTi configs: the keys every DiTi config shares, at the reference settings (docs/methods.md B).
 
 `get_diti_base_config()` is `configs.base.get_base_config()` with `method = "diti"`, the
 `diti` group (documented below with its units), the reference CelebA-64 encoder of B.2 in
@@ -13,7 +13,7 @@ import ml_collections
 
 from configs.base import get_base_config
 
-# methods.md B.4: the reference non-uniform split of 512 dims over 64 subsets.
+# docs/methods.md B.4: the reference non-uniform split of 512 dims over 64 subsets.
 REFERENCE_STAGES = (50, 100, 300, 500, 1000)
 REFERENCE_DIMS_PER_STAGE = (10, 25, 327, 100, 50)
 

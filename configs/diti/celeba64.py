@@ -1,4 +1,4 @@
-"""DiTi on CelebA 64x64 (methods.md B): the reference diti64 settings.
+"""DiTi on CelebA 64x64 (docs/methods.md B): the reference diti64 settings.
 
     .venv/bin/python -m launch.train --config=configs/diti/celeba64.py \
         --config.diti.prior_workdir=PRIOR --workdir=runs/diti_celeba64

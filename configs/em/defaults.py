@@ -28,7 +28,7 @@ def get_em_base_config() -> ml_collections.ConfigDict:
 
     config.posterior = ml_collections.ConfigDict()
     config.posterior.cg_maxiter = 1  # CG iterations of MMPS (the paper's default)
-    # CG keeps a step whose residual grew at most this much (posterior.cg; 1: methods.md E.6)
+    # CG keeps a step whose residual grew at most this much (posterior.cg; 1: docs/methods.md E.6)
     config.posterior.cg_max_residual_growth = 10.0
 
     config.em = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""EM on corrupted digits (methods.md F): random pixel masking at 75% (default) or 50%.
+"""EM on corrupted digits (docs/methods.md F): random pixel masking at 75% (default) or 50%.
 
     .venv/bin/python -m diffssl_jax.evaluation.digit_classifier --workdir=runs/digit_classifier
     .venv/bin/python -m launch.em --config=configs/em/digits.py:rate75 --workdir=runs/em_digits75

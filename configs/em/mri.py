@@ -1,4 +1,4 @@
-"""EM on accelerated MRI of ellipse phantoms (methods.md F): 4x column-undersampled k-space.
+"""EM on accelerated MRI of ellipse phantoms (docs/methods.md F): 4x column-undersampled k-space.
 
     .venv/bin/python -m launch.em --config=configs/em/mri.py --workdir=runs/em_mri
 

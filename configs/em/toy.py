@@ -1,4 +1,4 @@
-"""EM on the toy manifold (Rozet et al. 2024, E.4; methods.md F), at CPU scale by default.
+"""EM on the toy manifold (Rozet et al. 2024, E.4; docs/methods.md F), at CPU scale by default.
 
     .venv/bin/python -m launch.em --config=configs/em/toy.py --workdir=runs/em_toy
 

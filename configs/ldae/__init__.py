@@ -1,4 +1,4 @@
-"""l-DAE configs: the keys every l-DAE config shares (Chen et al. 2024; methods.md C.2-C.6).
+"""l-DAE configs: the keys every l-DAE config shares (Chen et al. 2024; docs/methods.md C.2-C.6).
 
 `get_ldae_base_config()` is `configs.base.get_base_config()` with `method = "ldae"`, the
 PCA-latent corruption and weighted-loss keys (documented below with their units), and the

@@ -1,4 +1,4 @@
-"""MAE configs: the keys every MAE config shares (He et al. 2022; methods.md A.7 baseline).
+"""MAE configs: the keys every MAE config shares (He et al. 2022; docs/methods.md A.7 baseline).
 
 `get_mae_base_config()` is `configs.base.get_base_config()` with `method = "mae"`, the MAE
 corruption and objective keys (documented below with their units) and a ViT without time

@@ -1,15 +1,15 @@
-"""MDM configs: the keys every MDM config shares, at the paper's settings (methods.md A.2-A.5).
+"""MDM configs: the keys every MDM config shares, at the paper's settings (docs/methods.md A.2-A.5).
 
 `get_mdm_base_config()` is `configs.base.get_base_config()` with `method = "mdm"`, the MDM
 corruption and objective keys (documented below with their units), the 256-px U-Net of
-methods.md A.4, and the pre-training optimiser of A.5. The DDPM-only keys
+docs/methods.md A.4, and the pre-training optimiser of A.5. The DDPM-only keys
 `corruption.schedule`, `objective.prediction` and `objective.weighting` are removed, so that
 overriding them on an MDM run fails by name instead of doing nothing.
 """
 
 from configs.base import get_base_config
 
-# methods.md A.4: the medical feature blocks (1728-d) and the natural-image ones (3264-d) of
+# docs/methods.md A.4: the medical feature blocks (1728-d) and the natural-image ones (3264-d) of
 # the 18-block decoder of the 256-px U-Net.
 MEDICAL_BLOCKS = tuple(f"dec_{i}" for i in range(8, 13))
 NATURAL_BLOCKS = tuple(f"dec_{i}" for i in range(5, 13))
@@ -44,7 +44,7 @@ def get_mdm_base_config():
     config.model.resblock_updown = True
     config.model.use_scale_shift_norm = True
     config.model.dropout = 0.0
-    config.model.dtype = "bfloat16"  # replaces guided-diffusion's fp16 (methods.md A.8.4)
+    config.model.dtype = "bfloat16"  # replaces guided-diffusion's fp16 (docs/methods.md A.8.4)
 
     config.optim.lr_peak = 1e-4  # AdamW, no warm-up, no anneal, no clipping (A.5)
     config.optim.warmup_steps = 0

@@ -23,7 +23,7 @@ the decoder.
 
 Variants (`--config=configs/mdm/digits.py:mse,tiny`):
   `tiny`: a few steps of a small network in seconds (tests, CI).
-  `mse`: "MDM with MSE": the same masking, objective.loss = "mse" (methods.md A.7 ablation).
+  `mse`: "MDM with MSE": the same masking, objective.loss = "mse" (docs/methods.md A.7 ablation).
   `fixed_t`: "MDM at a fixed t": every example masked at t = 0.75 (step 750, 12 of 16
     patches masked). 0.75 is MAE's ratio, making this "MAE with SSIM" as the MDM paper
     describes the ablation, and the t of the leftover `t_750_only` checkpoints (A.5).

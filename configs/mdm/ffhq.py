@@ -1,4 +1,4 @@
-"""MDM on 256x256 faces (methods.md A.4-A.5): CelebA-HQ 256 from TFDS, FFHQ's stand-in.
+"""MDM on 256x256 faces (docs/methods.md A.4-A.5): CelebA-HQ 256 from TFDS, FFHQ's stand-in.
 
     python -m launch.train --config=configs/mdm/ffhq.py --workdir=runs/mdm_faces \
         --config.data.data_dir=$HOME/tensorflow_datasets

@@ -1,4 +1,4 @@
-"""MDM pre-training on GlaS (methods.md A.4-A.5), from the TFDS builder `glas`.
+"""MDM pre-training on GlaS (docs/methods.md A.4-A.5), from the TFDS builder `glas`.
 
     python -m launch.train --config=configs/mdm/glas.py --workdir=runs/mdm_glas \
         --config.data.data_dir=$HOME/tensorflow_datasets

@@ -1,4 +1,4 @@
-"""MDM pre-training on MoNuSeg 2018 (methods.md A.4-A.5), from the TFDS builder `monuseg`.
+"""MDM pre-training on MoNuSeg 2018 (docs/methods.md A.4-A.5), from the TFDS builder `monuseg`.
 
     python -m launch.train --config=configs/mdm/monuseg.py --workdir=runs/mdm_monuseg \
         --config.data.data_dir=$HOME/tensorflow_datasets

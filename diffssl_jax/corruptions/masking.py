@@ -9,7 +9,7 @@ MAE ``random_masking`` trick, written as a rank comparison so that ``keep`` may 
 ``[-1, 1]`` space (0 = mid-grey, as in MDM); there is no mask token or mask channel.
 
 Step conventions, for a library time ``t`` in ``[0, 1]`` and ``T = num_steps``
-(Pan et al. 2023, MDM, Sec. 3.1; methods.md A.2):
+(Pan et al. 2023, MDM, Sec. 3.1; docs/methods.md A.2):
 
 - ``"code"`` (default, the official code, "used this in paper"): step ``s = floor(t T)``
   clipped to ``{0, ..., T - 1}``, ratio ``r = s / T``, keep ``floor(L (1 - r))`` patches, so

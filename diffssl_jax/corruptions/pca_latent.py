@@ -1,13 +1,13 @@
 """l-DAE's patch-wise PCA tokenizer, its latent-noise corruption and its weighted loss.
 
 Chen et al. 2024 ("Deconstructing Denoising Diffusion Models for Self-Supervised Learning",
-l-DAE), Sec. 4 and Eq. 4; methods.md C.3, C.4, C.6. Per example; lift with ``jax.vmap``.
+l-DAE), Sec. 4 and Eq. 4; docs/methods.md C.3, C.4, C.6. Per example; lift with ``jax.vmap``.
 
 Patches are ``P x P x C`` blocks flattened to ``D = P P C`` in ``(p, q, c)`` order (row in the
 patch, column in the patch, channel), numbered row-major over the patch grid
 (``l = i * (W / P) + j``): ``"... (h p) (w q) c -> ... (h w) (p q c)"``, the DiT/MAE order.
 
-The paper does not state its PCA preprocessing (methods.md C.3), so it is a choice:
+The paper does not state its PCA preprocessing (docs/methods.md C.3), so it is a choice:
 
 - ``center`` (default True): subtract the patch mean before projecting (ordinary PCA). With
   ``center=False`` the basis diagonalises the second moment ``E[p p^T]`` and ``mean`` is 0.

@@ -163,7 +163,7 @@ class CosineVP:
 
 @flax.struct.dataclass
 class LogLinearVE:
-    """Variance-exploding schedule with log-linear noise (Rozet et al. 2024; methods.md E.1).
+    """Variance-exploding schedule with log-linear noise (Rozet et al. 2024; docs/methods.md E.1).
 
     ``alpha = 1``, ``sigma(t) = exp(log(sigma_min) (1 - t) + log(sigma_max) t)``.
 

@@ -5,12 +5,12 @@ window at top 57, left 25 of the 218x178 aligned image, i.e. `img[57:185, 25:153
 centred on (row 121, column 89), then resize it to 64x64 (torchvision `Resize`, bilinear with
 antialiasing). Sources: `CropCelebA64` = `F.crop(img, 57, 25, 128, 128)` in
 `dataset/celeba64.py` of github.com/yue-zhongqi/diti and of github.com/ckczzj/PDAE;
-methods.md B.5. (It is not the 148x148 crop `img[40:188, 15:163]` of the VAE literature.)
+docs/methods.md B.5. (It is not the 148x148 crop `img[40:188, 15:163]` of the VAE literature.)
 
 Attributes: the 40 binary labels of `list_attr_celeba.txt`, in that file's column order,
 which is also tfds' `celeb_a` (`ATTR_HEADINGS`, stored as `example['attributes']`, a dict of
 40 bools) and the order of DiTi's `id_to_label`, whose probe reports the test mean AP over
-them (methods.md B.6).
+them (docs/methods.md B.6).
 """
 
 CROP = (57, 25, 128, 128)  # (top, left, height, width) in the 218x178 aligned image

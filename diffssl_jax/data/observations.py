@@ -73,7 +73,7 @@ def exact_count_masks(rng, num: int, shape: tuple[int, ...], num_removed: int) -
 def masked_digits(
     rng_or_seed, images: jax.Array, rate: float, noise_std: float = 0.01
 ) -> tuple[jax.Array, PixelMask]:
-    """Random pixel masking with noise (Rozet et al. 2024, corrupted CIFAR; methods.md F).
+    """Random pixel masking with noise (Rozet et al. 2024, corrupted CIFAR; docs/methods.md F).
 
     Each image loses exactly `round(rate * H * W)` pixels (Python's round, half to even),
     chosen uniformly at random, the same pixels in every channel. Observed pixels get
@@ -112,7 +112,7 @@ def kspace_measurements(
     center_fraction: float = 0.08,
     noise_std: float = 0.01,
 ) -> tuple[jax.Array, UndersampledFourier]:
-    """Undersampled k-space of accelerated MRI with complex Gaussian noise (methods.md F).
+    """Undersampled k-space of accelerated MRI with complex Gaussian noise (docs/methods.md F).
 
     Each image gets its own column mask (`mri_column_mask`: `round(W * center_fraction)`
     central columns plus random ones, `round(W / acceleration)` in all), and
@@ -123,7 +123,7 @@ def kspace_measurements(
     Args:
       rng_or_seed: non-negative integer seed or `jax.random.key`.
       images: `[N, H, W, 1]` real images.
-      acceleration: undersampling factor >= 1 (4 and 8 in methods.md F).
+      acceleration: undersampling factor >= 1 (4 and 8 in docs/methods.md F).
       center_fraction: fraction of fully sampled central columns, <= 1 / acceleration.
       noise_std: noise standard deviation per real and imaginary part, >= 0.
 

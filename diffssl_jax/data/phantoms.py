@@ -4,7 +4,7 @@ Shepp & Logan (1974) draw a head as a sum of ellipses with additive intensities:
 outer ellipse (the skull), a slightly smaller negative one (the brain), and small ellipses
 inside. `random_ellipse_phantoms` draws heads of that kind with random geometry; a prior
 trained on them is evaluated on held-out phantoms and on the real Shepp-Logan phantom
-(methods.md part F, "MRI phantoms"). Images are `[H, W, 1]` float32 in [-1, 1] with the
+(docs/methods.md part F, "MRI phantoms"). Images are `[H, W, 1]` float32 in [-1, 1] with the
 background exactly -1.
 """
 
@@ -178,7 +178,7 @@ class PhantomSource(ArraySource):
 
     Args:
       split: 'train' or 'test'.
-      size: side length `S` (32 in methods.md F).
+      size: side length `S` (32 in docs/methods.md F).
       num: number of phantoms; None takes the split's default.
 
     Attributes:

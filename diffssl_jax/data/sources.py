@@ -12,7 +12,7 @@ from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.tfds_source import TfdsSource
 
 DIGITS_SPLITS = ("train", "test", "all")
-DIGITS_TEST_SIZE = 450  # methods.md F: stratified 1347 train / 450 test, seed 0
+DIGITS_TEST_SIZE = 450  # docs/methods.md F: stratified 1347 train / 450 test, seed 0
 _RANGE_TOLERANCE = 1e-6
 
 
@@ -118,7 +118,7 @@ def _digits_indices(split: str) -> np.ndarray:
 class DigitsSource(ArraySource):
     """scikit-learn's bundled handwritten digits, bilinearly resized, in [-1, 1].
 
-    The protocol of methods.md part F: 1797 images 8x8 (0..16) resized to 16x16, scaled
+    The protocol of docs/methods.md part F: 1797 images 8x8 (0..16) resized to 16x16, scaled
     by /16 to [0, 1] then to [-1, 1]; stratified split of 1347 train / 450 test, seed 0.
 
     Args:

@@ -1,7 +1,7 @@
 """Evaluation of trained workdirs: features, probes, segmentation, digit tasks, samples.
 
 `load_features(workdir)` reads frozen features; `evaluate_representation(workdir)` runs the
-linear probe and label-efficient segmentation of methods.md F and writes
+linear probe and label-efficient segmentation of docs/methods.md F and writes
 `workdir/eval/results.json` (what `launch/evaluate.py` calls).
 """
 

@@ -1,6 +1,6 @@
 """Attribute probes on frozen feature vectors, optionally restricted to chosen dims.
 
-DiTi's protocols (methods.md B.6), on any pooled features:
+DiTi's protocols (docs/methods.md B.6), on any pooled features:
 - multi-label classification (CelebA's 40 attributes): one L2-regularised logistic
   regression per label on standardised features (sklearn's objective, all labels solved in
   one L-BFGS run); test **mean average precision** over the labels (sklearn
@@ -16,7 +16,7 @@ the best epoch by test score; here the same linear models are fitted to their re
 optimum (logistic: L-BFGS; ridge: closed form), with the regularisation chosen on a 20%
 split of the train set, so that no test number selects anything.
 
-On the digits (methods.md F): class through the multinomial linear probe of
+On the digits (docs/methods.md F): class through the multinomial linear probe of
 `linear_probe` (accuracy, and mean AP of its log-probabilities, one class against the rest: one fit
 instead of one logistic regression per class) and the measured ink mass, slant, width and
 height (regression). On CelebA (`configs/diti/celeba64.py`): the 40 attributes every example

@@ -1,6 +1,6 @@
 """Counterfactual generation with DiTi: DDIM inversion, then generation with a mixed feature.
 
-Yue et al. 2024 (Sec. 4.3; reference `eval/counterfactual_generation.py`, methods.md B.6):
+Yue et al. 2024 (Sec. 4.3; reference `eval/counterfactual_generation.py`, docs/methods.md B.6):
 invert x0 deterministically to x_T with DDIM (Song et al. 2021, Eq. 12 with sigma = 0),
 guided at every step n by the image's own feature masked to the subsets seen at n,
 z * m_floor(n k / T); then generate back from x_T with a feature whose chosen subsets are
@@ -14,7 +14,7 @@ images; here x_T stays image 1's by default (`slerp_xt=False`), so that only the
 subsets differ from image 1's reconstruction.
 
 Measure (digits): does swapping a group of subsets move the attributes it should? Each
-strip's images are measured (ink mass, slant and width of methods.md F, and the
+strip's images are measured (ink mass, slant and width of docs/methods.md F, and the
 probability a pixel-space class probe gives image 2's class), and `transfer_fractions`
 summarises, over pairs p, how much of the change from image 1 to image 2 a weight achieves:
 

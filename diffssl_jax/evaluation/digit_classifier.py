@@ -1,4 +1,4 @@
-"""The digit classifier whose features give the Fréchet distance of EM on digits (methods.md F).
+"""The digit classifier whose features give the Fréchet distance of EM on digits (docs/methods.md F).
 
     .venv/bin/python -m diffssl_jax.evaluation.digit_classifier --workdir=runs/digit_classifier
 
@@ -172,7 +172,7 @@ def load_feature_fn(workdir: str):
 
 
 def test_images() -> np.ndarray:
-    """The 450 held-out test digits `[450, 16, 16, 1]` in [-1, 1] (methods.md F's split)."""
+    """The 450 held-out test digits `[450, 16, 16, 1]` in [-1, 1] (docs/methods.md F's split)."""
     return DigitsSource("test").images
 
 

@@ -1,4 +1,4 @@
-"""Labels measured on the digits: segmentation maps and fine attributes (methods.md F).
+"""Labels measured on the digits: segmentation maps and fine attributes (docs/methods.md F).
 
 Intensity is the image mapped from [-1, 1] to [0, 1]; "ink" is a pixel of intensity
 >= `INK_THRESHOLD` (0.5). Pixel coordinates: `x` is the column (rightwards) and `y` the row
@@ -68,7 +68,7 @@ def _extent(ink: np.ndarray, axis: int) -> np.ndarray:
 
 
 def digit_attributes(images, labels) -> dict[str, np.ndarray]:
-    """Coarse and fine attributes of each digit (methods.md F; DiTi's probes).
+    """Coarse and fine attributes of each digit (docs/methods.md F; DiTi's probes).
 
     Args:
         images: `[N, H, W, 1]` float in [-1, 1].

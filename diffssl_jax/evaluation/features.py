@@ -2,10 +2,10 @@
 
 `load_features(workdir)` returns a `FeatureExtractor`: calling it on images `[N, H, W, C]`
 gives `{block_name: [N, h, w, c]}` from `recipe.features` at time `t` (Baranchuk et al.
-2022; MDM, methods.md A.4: decoder-block outputs, bilinearly upsampled and concatenated),
+2022; MDM, docs/methods.md A.4: decoder-block outputs, bilinearly upsampled and concatenated),
 optionally resized, concatenated (key "features") or global-average-pooled to `[N, sum c]`.
 
-Memory (ddpm-segmentation #11, methods.md D): images go through the network in jitted chunks
+Memory (ddpm-segmentation #11, docs/methods.md D): images go through the network in jitted chunks
 of `batch_size`; pooled extraction keeps only the pooled vectors, so a dataset's pooled
 features cost `N * sum c` floats. The dense per-pixel path returns arrays for ALL the images
 passed: callers that need many pixels stream by calling the extractor on a few images at a
@@ -284,7 +284,7 @@ def raw_pixel_features(*, batch_size: int = 256, **settings):
 
     Dense: `{"pixels": images}` (one feature per pixel and channel). Pooled: the flattened
     image `[N, H W C]` (averaging pixels would leave only the ink mass), the usual raw-pixel
-    linear-probe baseline (methods.md F).
+    linear-probe baseline (docs/methods.md F).
     """
     return FeatureExtractor(
         features_fn=_raw_pixels,

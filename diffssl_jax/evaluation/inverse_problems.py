@@ -2,7 +2,7 @@
 
 An evaluation problem is held-out images ``x_i``, one linear operator per image and noisy
 observations ``y_i = A_i x_i + n_i``, ``n_i ~ N(0, noise_std^2 I)`` (for complex MRI data:
-on the real and on the imaginary part). The kinds (methods.md F; Rozet et al. 2024, Sec. 5):
+on the real and on the imaginary part). The kinds (docs/methods.md F; Rozet et al. 2024, Sec. 5):
 
 * ``box``: inpainting, one missing box (``PixelMask``; unobserved entries of ``y`` are 0);
 * ``pixels``: inpainting, ``round(rate H W)`` random pixels removed per image;

@@ -1,7 +1,7 @@
 """Linear probe on frozen pooled features: multinomial logistic regression in JAX/optax.
 
-Protocol (methods.md C.2, MAE/l-DAE): pooled features -> parameter-free BatchNorm (train
-statistics, no affine) -> linear layer. The small-scale protocol (methods.md F) reports
+Protocol (docs/methods.md C.2, MAE/l-DAE): pooled features -> parameter-free BatchNorm (train
+statistics, no affine) -> linear layer. The small-scale protocol (docs/methods.md F) reports
 test accuracy for label budgets "all" and k per class over several seeds.
 
 Objective (the same as scikit-learn's `LogisticRegression` with an L2 penalty):
@@ -254,7 +254,7 @@ def evaluate_probe(
     num_steps: int = 1000,
     normalize: str = "batchnorm",
 ) -> dict:
-    """Test accuracy of full-batch probes per label budget (methods.md F).
+    """Test accuracy of full-batch probes per label budget (docs/methods.md F).
 
     The all-labels budget (None) is deterministic and fitted once; each k-per-class budget
     is fitted on one stratified subset per seed, standardised with that subset's statistics.

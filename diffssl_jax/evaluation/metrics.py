@@ -1,4 +1,4 @@
-"""Distribution metrics of EM (Rozet et al. 2024, E.4; methods.md F): Sinkhorn divergence,
+"""Distribution metrics of EM (Rozet et al. 2024, E.4; docs/methods.md F): Sinkhorn divergence,
 sliced Wasserstein, Fréchet distance; and PSNR/SSIM (re-exported from `image_metrics`).
 
 * Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019, Eq. 3) with the

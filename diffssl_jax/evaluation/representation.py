@@ -1,10 +1,10 @@
 """One evaluation of a representation: linear probe and label-efficient segmentation.
 
-The digits protocols of methods.md F, driven by `config.eval`:
+The digits protocols of docs/methods.md F, driven by `config.eval`:
 (a) a linear probe (`linear_probe.evaluate_probe`) on pooled features of the digits train /
 test split, for each budget of `probe_budgets` (0 = all labels, k = k per class over
 `probe_seeds` seeds); (b) if `segmentation`, digit segmentation: the pixel-classifier
-protocol (i) of methods.md A.6 with `seg_num_labelled` labelled train images drawn with
+protocol (i) of docs/methods.md A.6 with `seg_num_labelled` labelled train images drawn with
 each of `seg_seeds` seeds, `seg_num_models` MLPs and a majority vote, on per-pixel
 features resized to the image size and concatenated; test mIoU over the 11 classes
 (ddpm-segmentation convention, `seg_metrics.miou`) and foreground Dice (mean over images).

@@ -1,4 +1,4 @@
-"""Segmentation metrics as the reference code computes them (methods.md A.6), on the host.
+"""Segmentation metrics as the reference code computes them (docs/methods.md A.6), on the host.
 
 All functions take integer label maps as NumPy-convertible arrays. The quirks that matter
 for parity with published numbers are stated where they apply:
@@ -97,7 +97,7 @@ def dice_foreground(pred, target) -> float:
     """Binary foreground Dice, foreground = label > 0: 2|P ∩ T| / (|P| + |T|).
 
     On binary maps this equals both the nnU-Net `dice` MDM uses for MoNuSeg and the GlaS
-    object-level Dice (one object per map), methods.md A.6 (ii). Both maps empty gives 1.0
+    object-level Dice (one object per map), docs/methods.md A.6 (ii). Both maps empty gives 1.0
     (GlaS `ObjDiceLoss` convention; nnU-Net would return NaN).
 
     Args:
@@ -113,7 +113,7 @@ def dice_foreground(pred, target) -> float:
 
 
 def derived_iou_from_dice(dice) -> np.ndarray | float:
-    """IoU = D / (2 - D): how MDM reports GlaS "IoU" (derived, not measured; methods.md A.6).
+    """IoU = D / (2 - D): how MDM reports GlaS "IoU" (derived, not measured; docs/methods.md A.6).
 
     Exact for a single pair of binary maps; applied to a Dice averaged over images it is
     not the mean per-image IoU, which is the reference's quirk this reproduces.
@@ -170,7 +170,7 @@ def aji(pred_instances, target_instances) -> float:
 def aji_binary(pred, target) -> float:
     """AJI with each binary foreground (label > 0) taken as ONE instance, as MDM reports it.
 
-    With a single instance per map, AJI reduces to foreground IoU (methods.md A.6 (ii)).
+    With a single instance per map, AJI reduces to foreground IoU (docs/methods.md A.6 (ii)).
     For the proper instance-level AJI of a binary prediction use
     `aji(label_instances(pred), target_instances)`.
 
@@ -207,7 +207,7 @@ def label_instances(binary, connectivity: int = 1) -> np.ndarray:
 def independent_model_scores(
     chunks: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int, ignore_label: int = 255
 ) -> dict:
-    """Scores M models separately and reports mean ± std over them (methods.md A.6 (ii)).
+    """Scores M models separately and reports mean ± std over them (docs/methods.md A.6 (ii)).
 
     Per model: mIoU (classes="all") of the confusion matrix summed over all images;
     foreground Dice and binary AJI averaged over images (MDM `compute_dice`,

@@ -1,4 +1,4 @@
-"""Label-efficient segmentation with per-pixel MLPs on frozen features (methods.md A.6).
+"""Label-efficient segmentation with per-pixel MLPs on frozen features (docs/methods.md A.6).
 
 Protocol (i) (ddpm-segmentation, MDM natural images): an ensemble of `PixelMLP`s trained on
 every labelled pixel, predicting by per-pixel majority vote. Protocol (ii) (MDM medical):
@@ -6,7 +6,7 @@ per-image L2-normalised features (`feature_norm="l2_image"`) and models scored o
 mean ± std (`evaluate_independent`); its random crops, end-of-epoch early stopping and
 sliding-window inference are not reproduced.
 
-Memory (ddpm-segmentation #11, methods.md D): the [N, H, W, D] features of the labelled
+Memory (ddpm-segmentation #11, docs/methods.md D): the [N, H, W, D] features of the labelled
 images are cached only if they fit `cache_bytes`; otherwise each epoch visits the images in
 a new random order, in chunks that fit, recomputing their features, and shuffles pixels
 within a chunk (across its images) only. `feature_fn` sees <= `feature_batch_size` images.
@@ -193,7 +193,7 @@ def train_pixel_ensemble(
     feature_batch_size: int = 8,
     seed: int = 0,
 ) -> PixelEnsemble:
-    """Trains `num_models` pixel MLPs on the labelled pixels (methods.md A.6 (i)).
+    """Trains `num_models` pixel MLPs on the labelled pixels (docs/methods.md A.6 (i)).
 
     The models train together (`PixelMLPEnsemble`), each with its own initialisation, pixel
     order and early stop. Adam; cross-entropy over non-ignored pixels; BatchNorm in train mode.

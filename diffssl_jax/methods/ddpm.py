@@ -91,7 +91,7 @@ def finest_decoder_blocks(model: UNet, num_resolutions: int = 2) -> tuple[str, .
     """The decoder blocks whose output lies at the `num_resolutions` finest resolutions.
 
     The default feature blocks of the U-Net recipes. MDM's medical choice (blocks 8-12 of the
-    256-px U-Net, methods.md A.4) reads the mid-to-fine decoder and skips the coarse blocks;
+    256-px U-Net, docs/methods.md A.4) reads the mid-to-fine decoder and skips the coarse blocks;
     on the small digit U-Nets this rule keeps the full- and half-resolution blocks (for the
     digits config, channel_mult (1, 2, 2) and one residual block: `dec_1 ... dec_5`, dropping
     the 4x4 `dec_0`). Paper-scale configs name their blocks in `config.eval.feature_blocks`.

@@ -1,9 +1,9 @@
 """DiTi: time-step-partitioned features on a frozen diffusion model (Yue et al., ICLR 2024).
 
 An encoder z = E(x0) (`models/encoder.py`) and PDAE's shift branch G (`models/shift_unet.py`)
-learn to correct a FROZEN ε-prediction DDPM (methods.md B.2-B.4). With integer steps
+learn to correct a FROZEN ε-prediction DDPM (docs/methods.md B.2-B.4). With integer steps
 n ~ U{0..T-1} (stratified over the batch), x_n = sqrt(ab_n) x0 + sqrt(1 - ab_n) eps and the
-subset i(n) = floor(n k / T) (`diti_partition`), the loss (methods.md B.3; PDAE, Zhang et al.
+subset i(n) = floor(n k / T) (`diti_partition`), the loss (docs/methods.md B.3; PDAE, Zhang et al.
 2022, Eq. 9 with DiTi's masked feature, Yue et al. 2024, Eq. 5) is
 
     L = mean_{B, H, W, C} w_n || eps - eps_hat ||^2,  eps_hat = eps_θ(x_n, n) + c_n G(x_n, z_n, n)
@@ -74,7 +74,7 @@ def step_alpha_bars(schedule, num_steps: int, dtype=jnp.float32):
 
 
 def shift_coefficient(alpha_bar, alpha_bar_prev):
-    """c_n = -sqrt(ab_n / ab_{n-1}) (1 - ab_{n-1}) / sqrt(1 - ab_n) (methods.md B.3; c_0 = 0).
+    """c_n = -sqrt(ab_n / ab_{n-1}) (1 - ab_{n-1}) / sqrt(1 - ab_n) (docs/methods.md B.3; c_0 = 0).
 
     PDAE (Zhang et al. 2022, Eq. 9): the mean shift Sigma_n G written in eps units,
     -(sqrt(alpha_n) sqrt(1 - ab_n) / beta_n) * beta~_n with beta~_n = (1 - ab_{n-1}) beta_n /
@@ -84,7 +84,7 @@ def shift_coefficient(alpha_bar, alpha_bar_prev):
 
 
 def loss_weight(alpha_bar, gamma: float = 0.1):
-    """w_n = SNR^gamma / (1 + SNR), SNR = ab / (1 - ab) (PDAE's weighting, methods.md B.3)."""
+    """w_n = SNR^gamma / (1 + SNR), SNR = ab / (1 - ab) (PDAE's weighting, docs/methods.md B.3)."""
     snr = alpha_bar / (1.0 - alpha_bar)
     return snr**gamma / (1.0 + snr)
 
@@ -92,7 +92,7 @@ def loss_weight(alpha_bar, gamma: float = 0.1):
 def mask_feature(z, partition, subset, mode: str):
     """The feature the decoder sees at subset i (per example): `[B, D]`.
 
-    "base": z * m_i; "stop_grad": sg(z) * r_i + z * k_i (methods.md B.3).
+    "base": z * m_i; "stop_grad": sg(z) * r_i + z * k_i (docs/methods.md B.3).
     """
     if mode == "base":
         return z * partition.masks[subset]
@@ -113,7 +113,7 @@ def prior_outputs(model: DiTiModel, xt, step):
 def guided_eps(model: DiTiModel, params, xt, step, z, *, coefficient: str = "train"):
     """eps_θ + c G(x_n, z * m_i(n), n) with c = c_n ("train") or -sqrt(1 - ab_n) ("sample").
 
-    The "sample" coefficient is the reference's guided DDIM step (methods.md B.6).
+    The "sample" coefficient is the reference's guided DDIM step (docs/methods.md B.6).
 
     Args:
         model: the DiTi model.

@@ -1,6 +1,6 @@
 """DiTi's partition of the feature z into k subsets, one per block of diffusion steps.
 
-Yue et al. 2024 (Sec. 3, Eq. 5; methods.md B.3-B.4): the T steps are cut into k blocks;
+Yue et al. 2024 (Sec. 3, Eq. 5; docs/methods.md B.3-B.4): the T steps are cut into k blocks;
 step n belongs to subset i(n) = floor(n k / T) (continuous time t = n / T: floor(t k)).
 Subset i owns the dims [end(i-1), end(i)) of z, with end(-1) = 0, end(k-1) = D. At step n the
 decoder is conditioned on the cumulative subsets z_1 ... z_i(n) (mode "base"), i.e. z times

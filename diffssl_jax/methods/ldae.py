@@ -6,7 +6,7 @@ The PCA basis is fitted ONCE, inside `make_recipe`, from `corruption.pca_num_pat
 checkpoint of its own, and is closed over by `loss` and `features` as a constant (never
 trained). Rebuilding the recipe (e.g. `evaluation.load_features`) refits the same basis.
 
-Loss (Chen et al. 2024, Sec. 4.3-4.4 and Eq. 4; methods.md C.4, C.6): t ~ U[0, 1)
+Loss (Chen et al. 2024, Sec. 4.3-4.4 and Eq. 4; docs/methods.md C.4, C.6): t ~ U[0, 1)
 stratified over the batch (continuous; the paper's s / 999 grid is its discretisation),
 sigma_t = `sigma_max` t (sqrt(2) t), z_t = V_d (p(x0) - mu) + sigma_t eps with gamma_t = 1,
 x_t = inverse PCA of z_t (the PCA residual is absent from the input), a DiT-style ViT with

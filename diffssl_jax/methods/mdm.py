@@ -1,21 +1,21 @@
 """MDM: masked diffusion with a U-Net that reconstructs x0 (Pan, Chen & Shi 2023).
 
-Forward process (methods.md A.2): an integer step s ~ U{0, ..., T-1} (T =
+Forward process (docs/methods.md A.2): an integer step s ~ U{0, ..., T-1} (T =
 `corruption.num_steps`, 1000), the library time t = s / T, and `masking.mask_corrupt` masks a
 random set of `corruption.patch_size` patches whose fraction grows as s / T ("code"
 convention, or s / (T + 1) with "paper"), filling them with `corruption.fill` (0 = mid-grey).
 The U-Net sees the masked image and t and predicts x0 directly; the loss covers the whole
 image (masked and visible pixels alike). Loss (Pan et al. 2023, Eq. 4):
-E_{t, x0}[(1 - SSIM(x0, U(x_t, t))) / 2] with the torchgeometry SSIM of methods.md A.3
+E_{t, x0}[(1 - SSIM(x0, U(x_t, t))) / 2] with the torchgeometry SSIM of docs/methods.md A.3
 (`objective.loss = "ssim"`), or the MSE ablation ("mdm with MSE", `objective.loss = "mse"`).
 
 Times are drawn stratified across the batch (`stratified_times` with t_min = 0, floored to a
 step): each example's step is still uniform on {0..T-1}, as guided-diffusion's
 `UniformSampler`, but the batch covers the steps evenly. `corruption.fixed_t >= 0` replaces
 this by one time, i.e. one mask ratio for every example: the "MDM at a fixed t" ablation
-(methods.md A.7), which at t = 0.75 is "MAE with SSIM".
+(docs/methods.md A.7), which at t = 0.75 is "MAE with SSIM".
 
-Features (methods.md A.4, A.8.5): the image is masked at ratio t (`eval.feature_t`, MDM 50/1000)
+Features (docs/methods.md A.4, A.8.5): the image is masked at ratio t (`eval.feature_t`, MDM 50/1000)
 with a random mask drawn from the features' `rng`, then the U-Net runs at t; the decoder-block
 outputs are returned. The default blocks are those at the two finest output resolutions
 (`ddpm.finest_decoder_blocks`); paper-scale configs name A.4's blocks in
@@ -152,7 +152,7 @@ def make_recipe(config) -> Recipe:
         return jax.vmap(per_example)(x_pred, x0).mean(), {}
 
     def features(params, images, rng, *, t=0.05, blocks=None):
-        """Decoder activations of `images` masked at ratio `t` (MDM, methods.md A.4).
+        """Decoder activations of `images` masked at ratio `t` (MDM, docs/methods.md A.4).
 
         Args:
             params: U-Net parameters.

@@ -1,6 +1,6 @@
 """DiTi's image encoder z = E(x0): strided convolutions, then one linear map to the feature.
 
-The architecture of the reference CelebA-64 encoder (methods.md B.2; Yue et al. 2024, Sec. 4),
+The architecture of the reference CelebA-64 encoder (docs/methods.md B.2; Yue et al. 2024, Sec. 4),
 made configurable: level l is a 3x3 stride-2 convolution to `channels[l]` channels, then
 (at the levels in `attention_levels`) a self-attention block, then GroupNorm and SiLU. The
 final map is flattened and a Dense layer gives the `latent_dim`-d feature, with no output
@@ -16,7 +16,7 @@ from diffssl_jax.models.layers import AttentionBlock, conv3x3, group_norm
 
 
 class Encoder(nn.Module):
-    """`x0 [B, H, W, C] -> z [B, latent_dim]` (methods.md B.2).
+    """`x0 [B, H, W, C] -> z [B, latent_dim]` (docs/methods.md B.2).
 
     Attributes:
       latent_dim: width D of the feature z (DiTi: 512).

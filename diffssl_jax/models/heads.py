@@ -1,8 +1,8 @@
 """Downstream heads on frozen features: the per-pixel MLP classifier and the linear probe head.
 
-`PixelMLP` is the datasetGAN / ddpm-segmentation / MDM pixel classifier (methods.md A.6)
+`PixelMLP` is the datasetGAN / ddpm-segmentation / MDM pixel classifier (docs/methods.md A.6)
 and `PixelMLPEnsemble` M independent copies of it evaluated in one call;
-`LinearHead` is the MAE / l-DAE linear-probe head (methods.md C.2): parameter-free
+`LinearHead` is the MAE / l-DAE linear-probe head (docs/methods.md C.2): parameter-free
 BatchNorm followed by one linear layer, on features pooled beforehand.
 """
 
@@ -20,7 +20,7 @@ _TORCH_BN_EPS = 1e-5
 
 
 def pixel_mlp_hidden(num_classes: int) -> tuple[int, int]:
-    """Hidden widths of the pixel classifier (MDM `src/pixel_classifier.py`, methods.md A.6).
+    """Hidden widths of the pixel classifier (MDM `src/pixel_classifier.py`, docs/methods.md A.6).
 
     Args:
         num_classes: number of segmentation classes.
@@ -80,7 +80,7 @@ class PixelMLPEnsemble(nn.Module):
     """M independent `PixelMLP`s (own initialisation, own BatchNorm statistics), run together.
 
     A lifted `nn.vmap` over `PixelMLP`: every parameter and batch statistic gains a leading
-    model axis [M, ...] under the name "members". This is the ensemble of methods.md A.6.
+    model axis [M, ...] under the name "members". This is the ensemble of docs/methods.md A.6.
 
     Attributes:
         num_models: M.
@@ -119,7 +119,7 @@ class PixelMLPEnsemble(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """Linear-probe head: parameter-free BatchNorm -> Dense (MAE protocol, methods.md C.2).
+    """Linear-probe head: parameter-free BatchNorm -> Dense (MAE protocol, docs/methods.md C.2).
 
     The BatchNorm has no scale or bias (`affine=False`, eps 1e-6, as MAE's
     `main_linprobe.py`); it only standardises the pooled features with batch statistics in

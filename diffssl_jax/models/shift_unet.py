@@ -1,6 +1,6 @@
 """PDAE's trainable "gradient estimator" G(x_t, z, t): a second U-Net decoder on frozen skips.
 
-DiTi (Yue et al. 2024) reuses PDAE's `ShiftUNet` (Zhang et al. 2022, Sec. 3.2; methods.md
+DiTi (Yue et al. 2024) reuses PDAE's `ShiftUNet` (Zhang et al. 2022, Sec. 3.2; docs/methods.md
 B.2): the frozen U-Net's encoder half computes the skip activations `hs` and the time
 embedding `emb` of (x_t, t); a second decoder half with the frozen decoder's layout reads
 them and is modulated by the feature z. Its residual blocks (`ShiftResBlock`) apply, after

@@ -3,7 +3,7 @@
 With ``time_conditioning=True`` it is DiT without class conditioning (Peebles & Xie 2023,
 Sec. 3.2, adaLN-Zero): a time embedding ``c`` (sinusoid of ``time_embed_scale * t`` -> Dense ->
 SiLU -> Dense, as DiT's ``TimestepEmbedder``) modulates every block through shift, scale and
-gate vectors. Following l-DAE (Chen et al. 2024, Sec. 3 / App. A, methods.md C.2) the per-block
+gate vectors. Following l-DAE (Chen et al. 2024, Sec. 3 / App. A, docs/methods.md C.2) the per-block
 modulation is a 2-layer MLP ``SiLU -> Dense(hidden_size // 4) -> SiLU -> Dense(6 hidden_size)``
 whose hidden width is a quarter of the model width; this is our reading of "a 2-layer MLP with
 1/4 hidden size" (the paper gives no code). The last Dense of each modulation and the output

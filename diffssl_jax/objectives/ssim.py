@@ -1,7 +1,7 @@
 """The SSIM map and MDM's SSIM loss.
 
 MDM trains its x0-predicting network with ``torchgeometry.losses.SSIM(5, reduction='mean')``
-(torchgeometry 0.1.2; methods.md A.3). That reference filters with a normalised separable
+(torchgeometry 0.1.2; docs/methods.md A.3). That reference filters with a normalised separable
 Gaussian window (5 x 5, sigma 1.5) applied per channel with **zero padding** of 2, so the SSIM
 map has the image's size, and it does not clip the local (co)variances.
 

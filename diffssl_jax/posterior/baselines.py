@@ -2,7 +2,7 @@
 
 Each factory ``(denoiser, A, y, noise_var, **step) -> posterior_denoiser`` returns a pytree
 ``posterior_denoiser(x, sigma) -> x0`` on one example, so the same samplers consume them
-(methods.md E.3). Where a method approximates the likelihood score ``grad_x log p(y | x)``
+(docs/methods.md E.3). Where a method approximates the likelihood score ``grad_x log p(y | x)``
 by ``g``, the denoiser returns the Tweedie form ``D(x) + sigma^2 g`` (VE, ``x = x0 +
 sigma eps``): a sampler that steps along ``(D_post(x) - x) / sigma^2`` then follows the prior
 score plus ``g``. Operators, ``noise_var`` and complex observations follow
@@ -74,7 +74,7 @@ class PiGDMDenoiser:
 
     ``Cov[x0 | x] ~= r^2 I`` with ``r^2 = sigma^2 data_var / (sigma^2 + data_var)``, the
     posterior variance under an ``N(0, data_var I)`` prior (deepinv fixes ``data_var = 1``;
-    methods.md E.6). The gradient goes through the denoiser (one vjp). The inner system is
+    docs/methods.md E.6). The gradient goes through the denoiser (one vjp). The inner system is
     solved by CG with ``cg_maxiter`` iterations, default ``dim(y)`` real unknowns (exact in
     exact arithmetic), stopping at ``cg_rtol``; for masks and box downsampling ``A A^T`` is
     diagonal or a multiple of ``I`` and CG converges in at most two iterations.
@@ -135,7 +135,7 @@ class TMPDDenoiser:
     ``KGDMVEplus.analysis``; also azula ``DTMPDenoiser``); for ``A = I`` this is the row sums
     of ``sigma^2 J``, i.e. ``sigma^2 J 1``. ``A J A^T 1`` costs one jvp (``jax.linearize``,
     whose transpose gives the final ``J^T``: 1 forward + 1 jvp + 1 transposed jvp, no solve).
-    Row sums ``<= 0`` (imperfect networks; the authors' NaN failure mode, methods.md E.3) are
+    Row sums ``<= 0`` (imperfect networks; the authors' NaN failure mode, docs/methods.md E.3) are
     clipped to ``floor = rel_floor * mean(|A J A^T 1|)``; entries with ``c = 0`` (noiseless
     and all row sums 0) get no correction. Complex ``y``: real and imaginary parts are
     separate realified coordinates. The official code takes the sums with a vjp (column sums,

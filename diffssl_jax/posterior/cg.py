@@ -1,7 +1,7 @@
 """Conjugate gradients for the MMPS system, with auxiliary outputs and a breakdown guard.
 
-Written for MMPS (Rozet et al. 2024, MMPS; methods.md E.2) rather than calling
-``jax.scipy.sparse.linalg.cg``, for three measured reasons (methods.md E.6):
+Written for MMPS (Rozet et al. 2024, MMPS; docs/methods.md E.2) rather than calling
+``jax.scipy.sparse.linalg.cg``, for three measured reasons (docs/methods.md E.6):
 
 * it never evaluates the matvec at the initial guess (``x0 = 0`` so ``r0 = b``), which saves
   one vjp through the denoiser per call;

@@ -3,7 +3,7 @@
 For ``y = A x0 + n``, ``n ~ N(0, Sigma_y)``, and ``x = x0 + sigma * eps`` (VE), Tweedie's
 formulas give ``E[x0 | x] = D(x, sigma) = x0_hat`` and ``Cov[x0 | x] = sigma^2 J`` with
 ``J = dD/dx``. Approximating ``p(x0 | x)`` by the Gaussian with these moments gives
-(Rozet et al. 2024, MMPS; methods.md E.2)
+(Rozet et al. 2024, MMPS; docs/methods.md E.2)
 
     E[x0 | x, y] ~= x0_hat + sigma^2 J^T A^T v,   (Sigma_y + sigma^2 A J A^T) v = y - A x0_hat,
 
@@ -12,7 +12,7 @@ denoiser gives ``u -> J^T u`` (``J`` is symmetric for an optimal denoiser, so ``
 where ``J`` appears), ``A^T`` comes from ``jax.linear_transpose``, and the system is solved by
 ``posterior.cg`` from ``v = 0``, which accumulates ``J^T A^T v`` alongside ``v``. Cost per
 call with ``cg_maxiter = k``: one forward pass kept for the vjp plus ``k`` vjps;
-``jax.scipy.sparse.linalg.cg`` would need ``k + 2`` (methods.md E.6). Up to
+``jax.scipy.sparse.linalg.cg`` would need ``k + 2`` (docs/methods.md E.6). Up to
 ``MAX_UNROLLED_ITERATIONS`` the iterations are unrolled (a vjp inside a loop body ran ~10x
 slower on XLA:CPU, ``benchmarks/README.md``), so an early stop (tolerance, breakdown guard)
 freezes the result but saves no vjp; above it a ``while_loop`` stops early.
@@ -147,13 +147,13 @@ def mmps(
 
     ``E[x0 | x, y] ~= D(x) + sigma^2 J^T A^T v`` with
     ``(Sigma_y + sigma^2 A J A^T) v = y - A D(x)`` solved by ``cg_maxiter`` CG iterations
-    (Rozet et al. 2024, MMPS; methods.md E.2). The paper's default is one iteration; for a
+    (Rozet et al. 2024, MMPS; docs/methods.md E.2). The paper's default is one iteration; for a
     Gaussian prior ``dim(y)`` iterations give the exact posterior mean (float64: <= 2e-13
     relative in the tests, complex MRI included). With an imperfect network the system need
     not be SPD: CG stops at breakdown and keeps its last iterate only if it lowers CG's
     objective and its residual is at most ``cg_max_residual_growth`` times ``||b||``, else
     the smallest-residual one (``posterior.cg``); with an untrained or indefinite denoiser
-    the samples stay finite and at the unguided scale (methods.md E.6). The default cap 10
+    the samples stay finite and at the unguided scale (docs/methods.md E.6). The default cap 10
     was measured on the phantoms MRI prior (4x, 4 images, PSNR of one sample): MMPS-3 at 10
     steps 20.3 dB without a cap (one image exploded to 5 dB), 25.2 at 10, 26.5 at 1; at 100
     steps 30.9 / 31.0 / 28.3; MMPS-1 at 100 steps 29.7 / 29.7 / 27.2 (docs/posterior.md).

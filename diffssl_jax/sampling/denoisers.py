@@ -26,7 +26,7 @@ class GaussianDenoiser:
     """Exact denoiser of Gaussian data ``x0 ~ N(mean, cov)`` on flat vectors ``[D]``.
 
     Maths: ``D(x, sigma) = E[x0 | x] = x - sigma^2 (cov + sigma^2 I)^-1 (x - mean)``
-    (Rozet et al. 2024, Sec. 4 / methods.md E.1). Built as ``GaussianDenoiser(mean, cov)``;
+    (Rozet et al. 2024, Sec. 4 / docs/methods.md E.1). Built as ``GaussianDenoiser(mean, cov)``;
     the eigendecomposition ``cov = Q diag(lam) Q^T`` is computed once at construction
     (eigenvalues clipped at 0) and stored, so a call costs two ``[D, D]`` matvecs. ``replace``
     of ``cov`` recomputes it. Differentiating through ``cov`` goes through

@@ -1,4 +1,4 @@
-"""Ellipse phantoms and the Shepp-Logan phantom (methods.md F, MRI): range, background, seeds."""
+"""Ellipse phantoms and the Shepp-Logan phantom (docs/methods.md F, MRI): range, background, seeds."""
 
 import pickle
 

@@ -1,4 +1,4 @@
-"""Digit segmentation labels and attributes, exact on hand-built images (methods.md F)."""
+"""Digit segmentation labels and attributes, exact on hand-built images (docs/methods.md F)."""
 
 import numpy as np
 import pytest

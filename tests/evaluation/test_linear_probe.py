@@ -1,4 +1,4 @@
-"""Linear probe on scikit-learn digits raw pixels (methods.md F), against scikit-learn."""
+"""Linear probe on scikit-learn digits raw pixels (docs/methods.md F), against scikit-learn."""
 
 import numpy as np
 import pytest

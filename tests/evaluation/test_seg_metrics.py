@@ -53,7 +53,7 @@ def test_dice_and_derived_iou():
     assert sm.dice_foreground(np.zeros((2, 2), int), np.zeros((2, 2), int)) == 1.0
     assert sm.derived_iou_from_dice(0.5) == pytest.approx(1 / 3)
     np.testing.assert_allclose(sm.derived_iou_from_dice([0.0, 1.0, 0.8]), [0.0, 1.0, 2 / 3])
-    # methods.md A.6: 81.01 Dice <-> 68.1 derived IoU.
+    # docs/methods.md A.6: 81.01 Dice <-> 68.1 derived IoU.
     assert sm.derived_iou_from_dice(0.8101) == pytest.approx(0.6808, abs=1e-4)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         sm.derived_iou_from_dice(1.2)

@@ -1,4 +1,4 @@
-"""Pixel-classifier segmentation (methods.md A.6) on a synthetic per-pixel linear task."""
+"""Pixel-classifier segmentation (docs/methods.md A.6) on a synthetic per-pixel linear task."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -36,7 +36,7 @@ def test_default_blocks_are_the_two_finest_resolutions():
     # digits: mult (1, 2, 2), one res block -> factors 4, 2, 2, 1, 1, 1; the 4x4 dec_0 is dropped.
     digits = UNet(**get_config().model)
     assert finest_decoder_blocks(digits) == tuple(f"dec_{i}" for i in range(1, 6))
-    # The 256-px U-Net of methods.md A.4: 18 blocks; factors 2 (blocks 11-13) and 1 (14-17).
+    # The 256-px U-Net of docs/methods.md A.4: 18 blocks; factors 2 (blocks 11-13) and 1 (14-17).
     mdm = UNet(model_channels=192, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2)
     assert finest_decoder_blocks(mdm) == tuple(f"dec_{i}" for i in range(11, 18))
     factors = [f for _, f in unet_decoder_channels(192, (1, 1, 2, 2, 4, 4), 2)]

@@ -213,7 +213,7 @@ def _ve_ddpm(denoiser, rng, dim, sigmas):
 @pytest.mark.parametrize("cap", [None, 10.0, 1.0])
 @pytest.mark.parametrize("name", ["mlp", "indefinite"])
 def test_posterior_samples_stay_finite_and_at_the_unguided_scale(name, cap):
-    """methods.md E.6: with an untrained or indefinite prior, samples at any maxiter stay
+    """docs/methods.md E.6: with an untrained or indefinite prior, samples at any maxiter stay
     finite and at the scale of unguided samples, with or without a residual cap. (Returning
     CG's last iterate whenever it did not break down, without the objective test, gave
     2e2 to 3e99 times that scale here at maxiter 5 and 20.)"""

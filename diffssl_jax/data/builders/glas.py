@@ -3,7 +3,7 @@
 Sirinukunwattana et al. 2017, "Gland segmentation in colon histology images: The GlaS
 challenge contest", Medical Image Analysis 35. 165 H&E images of colorectal tissue: 85
 `train_*`, 60 `testA_*` and 20 `testB_*`, each with an instance annotation `*_anno.bmp`
-(0 = background, k = gland k) and a row in `Grade.csv`. methods.md A.6 uses train 85 / test 80
+(0 = background, k = gland k) and a row in `Grade.csv`. docs/methods.md A.6 uses train 85 / test 80
 with labels binarised; pre-training uses the images of both (`split="train+test"`).
 
 Images keep their own size (most are 775x522, some smaller), so `image`, `instances` and

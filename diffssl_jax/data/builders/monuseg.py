@@ -7,7 +7,7 @@ polygon (Aperio ImageScope XML: `Annotations/Annotation/Regions/Region/Vertices/
 X the column and Y the row in pixels).
 
 Splits: `train` is the 30 images of the challenge's training set (`TRAIN_IDS`, the split
-methods.md A.6 uses), `test` the 14 test images (`TEST_IDS`). The current training archive
+docs/methods.md A.6 uses), `test` the 14 test images (`TEST_IDS`). The current training archive
 holds 7 more images that were not part of the challenge; when present they form
 `train_extra`. Pre-training on train and test images is `split="train+test"`.
 
