@@ -8,7 +8,7 @@ import pytest
 from configs.mdm.digits import get_config
 from diffssl_jax import methods
 from diffssl_jax.corruptions import masking
-from diffssl_jax.docs/methods.mdm import reconstruction_loss, sample_steps
+from diffssl_jax.methods.mdm import reconstruction_loss, sample_steps
 from diffssl_jax.models.unet import UNet
 from diffssl_jax.objectives.ssim import ssim_loss
 
