@@ -15,10 +15,10 @@ step): each example's step is still uniform on {0..T-1}, as guided-diffusion's
 this by one time, i.e. one mask ratio for every example: the "MDM at a fixed t" ablation
 (docs/methods.md A.7), which at t = 0.75 is "MAE with SSIM".
 
-Features (docs/methods.md A.4, A.8.5): the image is masked at ratio t (`eval.feature_t`, MDM 50/1000)
-with a random mask drawn from the features' `rng`, then the U-Net runs at t; the decoder-block
-outputs are returned. The default blocks are those at the two finest output resolutions
-(`ddpm.finest_decoder_blocks`); paper-scale configs name A.4's blocks in
+Features (docs/methods.md A.4, A.8.5): the image is masked at ratio t (`eval.feature_t`,
+MDM 50/1000) with a random mask drawn from the features' `rng`, then the U-Net runs at t; the
+decoder-block outputs are returned. The default blocks are those at the two finest output
+resolutions (`ddpm.finest_decoder_blocks`); paper-scale configs name A.4's blocks in
 `eval.feature_blocks`. MDM is not used as a generator here, so `sample` is None.
 """
 

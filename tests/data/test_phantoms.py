@@ -1,4 +1,4 @@
-"""Ellipse phantoms and the Shepp-Logan phantom (docs/methods.md F, MRI): range, background, seeds."""
+"""Ellipse and Shepp-Logan phantoms (docs/methods.md F, MRI): range, background, seeds."""
 
 import pickle
 

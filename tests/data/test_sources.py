@@ -1,4 +1,4 @@
-"""Sources: the digits protocol (docs/methods.md F), array validation, tfds conversion and errors."""
+"""Sources: digits protocol (docs/methods.md F), array validation, tfds conversion, errors."""
 
 import pickle
 

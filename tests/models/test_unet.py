@@ -87,7 +87,7 @@ def test_feature_names_and_shapes_match_helpers(tiny):
 
 
 def test_mdm_256_config_decoder_blocks():
-    """docs/methods.md A.4: 18 decoder blocks; blocks {8..12} give 1728 and {5..12} 3264 channels."""
+    """docs/methods.md A.4: 18 decoder blocks; {8..12} give 1728 channels and {5..12} 3264."""
     model = UNet(**MDM_256)
     x = jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32)
     t = jax.ShapeDtypeStruct((1,), jnp.float32)
