@@ -37,8 +37,8 @@ def main(argv):
     import jax
     import numpy as np
 
-    from configs.em.toy import get_config
     from diffssl_jax import em, em_recipe, em_tasks, training
+    from diffssl_jax.configs.em.toy import get_config
     from diffssl_jax.data import ArraySource
     from diffssl_jax.sampling import samplers
     from diffssl_jax.training import checkpoint

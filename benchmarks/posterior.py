@@ -28,8 +28,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from configs.ddpm.digits import get_config as digits_config  # noqa: E402
 from diffssl_jax import posterior  # noqa: E402
+from diffssl_jax.configs.ddpm.digits import get_config as digits_config  # noqa: E402
 from diffssl_jax.corruptions.schedules import make_schedule  # noqa: E402
 from diffssl_jax.models.mlp import MLP  # noqa: E402
 from diffssl_jax.models.unet import UNet  # noqa: E402

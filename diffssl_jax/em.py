@@ -18,13 +18,14 @@ metrics), `estep/chunk_{j:05d}.npy` (E-step chunks, written atomically), `sample
 lap's kept samples) and `lap.json` (counts, metrics, times), written last: a lap is done iff
 its `lap.json` exists. A killed run resumes inside the lap where it stopped (the M-step from
 its last checkpoint, the E-step from its last chunk). Every key derives from
-`fold_in(key(seed), lap)`, never from `hash()`.
+`fold_in(key(seed), lap)`, never from `hash()`. Files go through `diffssl_jax.storage` (a
+workdir may be `gs://...`); on multi-host runs process 0 writes them and the other processes
+wait for it at the end of each lap.
 """
 
 import functools
 import json
 import math
-import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -32,8 +33,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
-from diffssl_jax import data
+from diffssl_jax import data, storage
 from diffssl_jax.posterior.mmps import check_cg_options, mmps
 from diffssl_jax.posterior.sampling import sample_posterior
 from diffssl_jax.sampling import samplers
@@ -116,38 +118,26 @@ def lap_seed(seed: int, lap: int) -> int:
     return int(jax.random.key_data(lap_key(seed, lap))[-1]) % 2**31
 
 
-def lap_dir(workdir: str, lap: int) -> str:
-    return os.path.join(workdir, "em", f"lap_{lap:03d}")
-
-
-def _atomic_save(path: str, array: np.ndarray) -> None:
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _atomic_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+def lap_dir(workdir: str, lap: int) -> epath.Path:
+    """`workdir/em/lap_{lap:03d}`."""
+    return storage.path(workdir) / "em" / f"lap_{lap:03d}"
 
 
 def completed_laps(workdir: str) -> list[int]:
     """Laps whose `lap.json` exists, in order (the lap's samples are then complete)."""
-    root = os.path.join(workdir, "em")
-    if not os.path.isdir(root):
+    root = storage.path(workdir) / "em"
+    if not root.is_dir():
         return []
-    laps = [int(d[4:]) for d in os.listdir(root) if d.startswith("lap_") and d[4:].isdigit()]
-    return sorted(k for k in laps if os.path.exists(os.path.join(lap_dir(workdir, k), "lap.json")))
+    names = [d.name for d in root.iterdir()]
+    laps = [int(n[4:]) for n in names if n.startswith("lap_") and n[4:].isdigit()]
+    return sorted(k for k in laps if (lap_dir(workdir, k) / "lap.json").exists())
 
 
 def load_lap(workdir: str, lap: int) -> tuple[np.ndarray, dict]:
     """`(samples [N_kept, *shape], info)` of a completed lap."""
     directory = lap_dir(workdir, lap)
-    with open(os.path.join(directory, "lap.json")) as f:
-        info = json.load(f)
-    return np.load(os.path.join(directory, "samples.npy")), info
+    info = storage.read_json(directory / "lap.json")
+    return storage.load_npy(directory / "samples.npy"), info
 
 
 def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
@@ -169,16 +159,18 @@ def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
     return samples[in_range], counts
 
 
-def e_step(denoiser, obs: Observations, *, rng, config, directory: str, mesh=None) -> np.ndarray:
+def e_step(
+    denoiser, obs: Observations, *, rng, config, directory: storage.PathLike, mesh=None
+) -> np.ndarray:
     """Posterior samples `[N, *shape]` for every observation, by chunks that resume.
 
     Chunk `j` (observations `[j c, (j + 1) c)`, `c = config.em.chunk_size`) uses the key
-    `fold_in(rng, j)` and is saved to `directory/chunk_{j:05d}.npy` once computed.
+    `fold_in(rng, j)` and is saved (by process 0) to `directory/chunk_{j:05d}.npy` once computed.
     """
     n = int(jnp.shape(obs.y)[0])
     size = int(config.em.chunk_size)
     sigmas = _sigmas(config.sampling)
-    os.makedirs(directory, exist_ok=True)
+    directory = storage.path(directory)
     make_posterior = functools.partial(
         mmps,
         cg_maxiter=config.posterior.cg_maxiter,
@@ -186,9 +178,9 @@ def e_step(denoiser, obs: Observations, *, rng, config, directory: str, mesh=Non
     )
     chunks = []
     for j, start in enumerate(range(0, n, size)):
-        path = os.path.join(directory, f"chunk_{j:05d}.npy")
-        if os.path.exists(path):
-            chunks.append(np.load(path))
+        path = directory / f"chunk_{j:05d}.npy"
+        if path.exists():
+            chunks.append(storage.load_npy(path))
             continue
         stop = min(start + size, n)
         ops = jax.tree.map(lambda leaf, a=start, b=stop: leaf[a:b], obs.operators)
@@ -205,7 +197,8 @@ def e_step(denoiser, obs: Observations, *, rng, config, directory: str, mesh=Non
             mesh=mesh,
         )
         chunk = np.asarray(jax.device_get(samples))[:, 0]
-        _atomic_save(path, chunk)
+        if storage.is_primary():
+            storage.save_npy(path, chunk)
         chunks.append(chunk)
     return np.concatenate(chunks)
 
@@ -240,12 +233,12 @@ def m_step(config, workdir: str, lap: int, samples: np.ndarray, recipe) -> str:
     train_config = config.copy_and_resolve_references()
     with train_config.unlocked():
         train_config.seed = lap_seed(config.seed, lap)
-        previous = os.path.join(lap_dir(workdir, lap - 1), "train")
+        previous = lap_dir(workdir, lap - 1) / "train"
         warm = config.em.warm_start and lap >= 2
-        train_config.train.init_from = os.path.abspath(previous) if warm else ""
+        train_config.train.init_from = str(previous) if warm else ""
     scale = config.em.data_scale
     images = (samples / scale).reshape(kept, *config.data.image_shape).astype(np.float32)
-    directory = os.path.join(lap_dir(workdir, lap), "train")
+    directory = str(lap_dir(workdir, lap) / "train")
     source = data.ArraySource(np.clip(images, -1, 1))
     loop.train(train_config, directory, recipe, source=source)
     return directory
@@ -255,12 +248,20 @@ def _write_metrics(workdir: str) -> None:
     """Rewrites `workdir/metrics.jsonl` from the completed laps' `lap.json` (atomic)."""
     lines = []
     for k in completed_laps(workdir):
-        _, info = load_lap(workdir, k)
+        info = storage.read_json(lap_dir(workdir, k) / "lap.json")
         lines.append(json.dumps({"lap": k, **info}))
-    tmp = os.path.join(workdir, "metrics.jsonl.tmp")
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, os.path.join(workdir, "metrics.jsonl"))
+    storage.write_text(storage.path(workdir) / "metrics.jsonl", "\n".join(lines) + "\n")
+
+
+def _write_lap(workdir: str, lap: int, info: dict, samples: np.ndarray | None = None) -> None:
+    """Process 0 writes the lap's samples (if given), then `lap.json` and the metrics; every
+    process then waits, so that none reads the lap before it is written."""
+    if storage.is_primary():
+        if samples is not None:
+            storage.save_npy(lap_dir(workdir, lap) / "samples.npy", samples)
+        storage.write_json(lap_dir(workdir, lap) / "lap.json", info)
+        _write_metrics(workdir)
+    storage.sync(f"em_lap_{lap}")
 
 
 def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, mesh=None):
@@ -273,7 +274,7 @@ def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, 
         obs,
         rng=jax.random.fold_in(rng, _ESTEP_STREAM),
         config=config,
-        directory=os.path.join(directory, "estep"),
+        directory=directory / "estep",
         mesh=mesh,
     )
     time_estep = time.perf_counter() - t0
@@ -287,10 +288,8 @@ def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, 
             f"{directory} and rerun."
         )
     metrics = evaluate(lap, prior, kept, jax.random.fold_in(rng, _PRIOR_STREAM)) if evaluate else {}
-    _atomic_save(os.path.join(directory, "samples.npy"), kept)
     info = {**counts, "time/estep_s": time_estep, **metrics}
-    _atomic_json(os.path.join(directory, "lap.json"), info)
-    _write_metrics(workdir)
+    _write_lap(workdir, lap, info, kept)
     return kept, info
 
 
@@ -330,7 +329,6 @@ def run(
         )
     # The E-step builds MMPS only after lap 0's Gaussian fit: check its options first.
     check_cg_options(config.posterior.cg_maxiter, 0.0, config.posterior.cg_max_residual_growth)
-    os.makedirs(workdir, exist_ok=True)
     loop.prepare_workdir(config, workdir)
     done = completed_laps(workdir)
     if not done:
@@ -349,6 +347,5 @@ def run(
         prior = ReshapedDenoiser(make_denoiser(params), net_shape, config.em.data_scale)
         _, info = run_lap(lap, prior, obs, config, workdir, evaluate, mesh)
         info["time/mstep_s"] = time_mstep
-        _atomic_json(os.path.join(lap_dir(workdir, lap), "lap.json"), info)
-        _write_metrics(workdir)
+        _write_lap(workdir, lap, info)
     return [load_lap(workdir, k)[1] for k in completed_laps(workdir)]

@@ -9,22 +9,26 @@ PSNR of the posterior samples against the clean images (`eval/psnr_posterior`) a
 digits, the Fréchet distance of prior samples to the test digits in the features of
 `evaluation.digit_classifier` (`eval/frechet`). The ceiling is the same prior trained on the
 clean data (`clean_ceiling`); for digits and MRI the floor is the zero-filled observations
-(`zero_filled_floor`).
+(`zero_filled_floor`). Files go through `diffssl_jax.storage` (the workdir may be `gs://...`);
+only process 0 writes them.
 """
 
 import functools
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import em, em_gaussian, em_recipe, plotting, training
+from diffssl_jax import em, em_gaussian, em_recipe, plotting, storage, training
 from diffssl_jax.data import manifold, observations
 from diffssl_jax.evaluation import metrics
 
 _CURVE_KEY = {"toy": "eval/divergence", "digits": "eval/frechet", "mri": "eval/psnr_posterior"}
+_CURVE_LABEL = {
+    "eval/divergence": "Sinkhorn divergence to the truth",
+    "eval/frechet": "Fréchet distance to the test digits",
+    "eval/psnr_posterior": "PSNR of posterior samples (dB)",
+}
 
 
 def clean_data(config) -> np.ndarray:
@@ -72,7 +76,7 @@ def make_observations(config, x) -> em.Observations:
 def make_evaluate(config, workdir: str, x_clean: np.ndarray):
     """The per-lap metric and figure `(lap, prior, samples, rng) -> {name: float}`."""
     task, num = config.em.task, config.em.num_eval_samples
-    figures = os.path.join(workdir, "figures")
+    figures = storage.path(workdir) / "figures"
     if task == "toy":
         # The same manifold (same seed) as the observed latents; the points after the first
         # num_observations are independent of them.
@@ -93,12 +97,13 @@ def make_evaluate(config, workdir: str, x_clean: np.ndarray):
             finite = prior_x[np.all(np.isfinite(prior_x), axis=1)]
             out["eval/divergence"] = metrics.sinkhorn_divergence(truth[:num], finite) - offset
             out["eval/sliced_w2"] = metrics.sliced_wasserstein(truth[:num], finite, rng=rng)
-            plotting.save_corner_plot(
-                samples[:num],
-                os.path.join(figures, f"corner_{label}.png"),
-                truth[:num],
-                title=f"posterior samples, {label}",
-            )
+            if storage.is_primary():
+                plotting.save_corner_plot(
+                    samples[:num],
+                    figures / f"corner_{label}.png",
+                    truth[:num],
+                    title=f"EM, toy manifold, {label.replace('_', ' ')}",
+                )
             return out
         if len(samples) == len(x_clean):
             out["eval/psnr_posterior"] = float(jnp.mean(metrics.psnr(samples, x_clean)))
@@ -106,13 +111,17 @@ def make_evaluate(config, workdir: str, x_clean: np.ndarray):
             out["eval/frechet"] = metrics.frechet_distance(
                 feature_fn(np.clip(prior_x, -1, 1)), test_features
             )
-        grid = np.concatenate([samples[:32], np.clip(prior_x[:32], -1, 1)])
-        plotting.save_image_grid(
-            grid,
-            os.path.join(figures, f"samples_{label}.png"),
-            num_cols=16,
-            title=f"{label}: posterior samples (top), prior samples (bottom)",
-        )
+        if storage.is_primary():
+            plotting.save_image_grid(
+                {
+                    "posterior\nsamples": samples[:32],
+                    "prior\nsamples": np.clip(prior_x[:32], -1, 1),
+                },
+                figures / f"samples_{label}.png",
+                num_cols=16,
+                title=f"EM, {_task_name(config)}, {label.replace('_', ' ')}: one posterior "
+                "sample per observation, then samples of the prior",
+            )
         return out
 
     return evaluate
@@ -125,7 +134,7 @@ def digit_features(config):
     in `config.em.classifier_workdir` (FileNotFoundError with the command that trains it).
     Loaded once per classifier directory (the per-lap metric and the floor share it).
     """
-    return _digit_features(os.path.abspath(config.em.classifier_workdir))
+    return _digit_features(str(storage.path(config.em.classifier_workdir)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -145,7 +154,7 @@ def train_clean_prior(config, workdir: str, x_clean, recipe) -> em.ReshapedDenoi
         cfg.train.init_from = ""
     scale = config.em.data_scale
     images = (np.asarray(x_clean) / scale).reshape(len(x_clean), *cfg.data.image_shape)
-    train_dir = os.path.join(workdir, "baseline_clean")
+    train_dir = str(storage.path(workdir) / "baseline_clean")
     from diffssl_jax.data import ArraySource
     from diffssl_jax.training import checkpoint
 
@@ -171,13 +180,14 @@ def zero_filled_floor(config, workdir: str, x_clean, obs) -> dict:
         feature_fn, test_features = digit_features(config)
         features = feature_fn(np.clip(zero_filled, -1, 1))
         floor["eval/frechet"] = metrics.frechet_distance(features, test_features)
-    _write_json(os.path.join(workdir, "baseline_zero_filled.json"), floor)
-    plotting.save_image_grid(
-        np.concatenate([x_clean[:16], np.clip(zero_filled[:16], -1, 1)]),
-        os.path.join(workdir, "figures", "observations.png"),
-        num_cols=16,
-        title="clean (top) and zero-filled observations (bottom)",
-    )
+    if storage.is_primary():
+        storage.write_json(storage.path(workdir) / "baseline_zero_filled.json", floor)
+        plotting.save_image_grid(
+            {"clean": x_clean[:16], "zero-filled\nobservation": np.clip(zero_filled[:16], -1, 1)},
+            storage.path(workdir) / "figures" / "observations.png",
+            num_cols=16,
+            title=f"EM, {_task_name(config)}: clean images and their zero-filled observations",
+        )
     return floor
 
 
@@ -190,38 +200,37 @@ def clean_ceiling(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
     `fold_in(key(seed), 10_000)`, chunks in `baseline_clean/estep/`, resumable); the toy's
     metric reads only prior samples, so it is given the clean data.
     """
-    path = os.path.join(workdir, "baseline_clean.json")
-    if os.path.exists(path):
-        return _read_json(path)
+    path = storage.path(workdir) / "baseline_clean.json"
+    if path.exists():
+        return storage.read_json(path)
     prior = train_clean_prior(config, workdir, x_clean, recipe)
     rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
     if config.em.task == "toy":
         ceiling = evaluate("clean", prior, np.asarray(x_clean), rng)
     else:
-        estep = os.path.join(workdir, "baseline_clean", "estep")
+        estep = storage.path(workdir) / "baseline_clean" / "estep"
         raw = em.e_step(prior, obs, rng=jax.random.fold_in(rng, 0), config=config, directory=estep)
         kept, counts = em.filter_samples(raw, config.em.sample_bound or None)
         ceiling = {**counts, **evaluate("clean", prior, kept, jax.random.fold_in(rng, 1))}
-    _write_json(path, ceiling)
+    if storage.is_primary():
+        storage.write_json(path, ceiling)
     return ceiling
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, obj: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
+def _task_name(config) -> str:
+    """The task as a figure title names it (its masking rate or MRI acceleration)."""
+    if config.em.task == "digits":
+        return f"digits with {config.em.mask_rate:.0%} of pixels masked"
+    if config.em.task == "mri":
+        return f"MRI at {config.em.acceleration:g}x acceleration"
+    return "toy manifold"
 
 
 def save_em_curve(
     config, workdir: str, laps: list[dict], baseline: dict | None, floor: dict | None = None
 ) -> str:
     """`figures/em_curve.png`: the task's metric per lap, the clean ceiling (and the floor,
-    if given) dashed."""
+    if given) dashed. Call it from process 0 only."""
     key = _CURVE_KEY[config.em.task]
     xs = [i for i, info in enumerate(laps) if key in info]
     ys = [laps[i][key] for i in xs]
@@ -232,10 +241,11 @@ def save_em_curve(
     return plotting.save_curves(
         np.asarray(xs),
         {"EM": np.asarray(ys)},
-        os.path.join(workdir, "figures", "em_curve.png"),
+        storage.path(workdir) / "figures" / "em_curve.png",
         hlines=hlines,
-        ylabel=key,
+        ylabel=_CURVE_LABEL[key],
         log_y=config.em.task in ("toy", "digits"),  # divergences span decades
+        title=f"EM, {_task_name(config)}: {_CURVE_LABEL[key]} per lap",
     )
 
 
@@ -269,5 +279,6 @@ def run_experiment(config, workdir: str) -> dict:
         floor = zero_filled_floor(config, workdir, x_clean, obs)
     if config.em.clean_baseline:
         baseline = clean_ceiling(config, workdir, x_clean, obs, evaluate, recipe)
-    save_em_curve(config, workdir, laps, baseline, floor)
+    if storage.is_primary():
+        save_em_curve(config, workdir, laps, baseline, floor)
     return {"laps": laps, "clean": baseline, "zero_filled": floor}

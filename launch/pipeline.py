@@ -1,13 +1,15 @@
 r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmentation, figures.
 
+    diffssl-pipeline --workdir=runs/mdm_digits
+    diffssl-pipeline --config=mdm/digits:tiny --workdir=/tmp/m --config.eval.probe_seeds=1
     .venv/bin/python -m launch.pipeline --workdir=runs/mdm_digits
-    .venv/bin/python -m launch.pipeline --config=configs/mdm/digits.py:tiny --workdir=/tmp/m
 
-1. Pretrains the recipe of `--config` (default `configs/mdm/digits.py`) with the one
-   training loop (`diffssl_jax.training.train`; rerunning resumes, a finished run is not
-   redone).
-2. Evaluates its frozen EMA features with the workdir's `config.eval`: the linear probe
-   (all labels and k per class) and the 20-image digit segmentation of docs/methods.md F
+1. Pretrains the recipe of `--config` (a shipped config's name or a file path; default
+   `mdm/digits`) with the one training loop (`diffssl_jax.training.train`; rerunning resumes,
+   a finished run is not redone). `--config.eval.*` overrides change the evaluation only:
+   the pretraining is the same, and reused, whatever they are.
+2. Evaluates its frozen EMA features with `config.eval`: the linear probe (all labels and k
+   per class) and the 20-image digit segmentation of docs/methods.md F
    (`evaluation.representation.evaluate_representation`), written to
    `DIR/eval/results.json`.
 3. Draws `DIR/figures/segmentation.png` (test digits, label maps, the first seed's
@@ -18,43 +20,40 @@ r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmenta
 """
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from diffssl_jax import methods, training
+from diffssl_jax.evaluation import digit_tasks, figures, representation
+from diffssl_jax.launch import cli
 
-from diffssl_jax import methods, training  # noqa: E402
-from diffssl_jax.evaluation import digit_tasks, figures, representation  # noqa: E402
-from diffssl_jax.training import parallel  # noqa: E402
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "mdm", "digits.py")
-config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config (path[:variants]).")
+config_flags.DEFINE_config_file("config", cli.resolve_config("mdm/digits"), "Name or path.")
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and eval/ go.")
-flags.DEFINE_multi_string("set", [], "Override any config.eval key: --set=probe_seeds=1.")
 flags.DEFINE_integer("seg_max_epochs", 100, "Epoch cap of the pixel classifiers.")
 flags.DEFINE_list("restore_t", ["0.25", "0.5", "0.75"], "Mask ratios of the restoration figure.")
 flags.mark_flags_as_required(["workdir"])
 
 
+def training_config(config_flag):
+    """The parsed `--config` without its `eval.*` overrides: what the pretraining uses."""
+    config = config_flag.parser.parse(config_flag.config_filename)  # the file, no overrides
+    overrides = config_flag.override_values.items()
+    config.update_from_flattened_dict({k: v for k, v in overrides if not k.startswith("eval.")})
+    return config
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:  # orbax logs every file it touches at INFO
-        logging.set_verbosity(logging.ERROR)
-    parallel.initialize_distributed()
+    cli.start()
     f, start = flags.FLAGS, time.perf_counter()
     config, workdir = f.config, f.workdir
-    eval_config = representation.apply_eval_overrides(config, f.set)  # fails before training
     recipe = methods.make_recipe(config)
-    training.train(config, workdir, recipe)
+    training.train(training_config(f["config"]), workdir, recipe)
     results = representation.evaluate_representation(
-        workdir,
-        eval_config,
-        seg_max_epochs=f.seg_max_epochs,
-        num_seg_examples=figures.NUM_FIGURE_DIGITS,
+        workdir, config, seg_max_epochs=f.seg_max_epochs, num_seg_examples=figures.NUM_FIGURE_DIGITS
     )
     paths = [results["path"]]
     if "segmentation_examples" in results:
@@ -70,5 +69,9 @@ def main(argv):
     print(f"wall time: {time.perf_counter() - start:.0f} s (a finished pretraining is reused)")
 
 
+def run():
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -1,41 +1,38 @@
-"""Samples from a trained workdir: `python -m launch.sample --workdir=DIR --num_samples=64`.
+"""Samples from a trained workdir: `diffssl-sample --workdir=DIR --num_samples=64`.
 
 Unconditional: writes `DIR/eval/samples.npz` and `DIR/figures/samples_final.png`
-(`diffssl_jax.evaluation.samples.write_samples`).
+(`diffssl_jax.evaluation.samples.write_samples`); `--sampler` and `--num_steps` override
+the workdir's `config.sampling`.
 
-Inverse problems: `--problem=configs/posterior/digits_inpaint.py` (any file of
-`configs/posterior/`, overridable as `--problem.method.name=dps`) samples the posterior of
-held-out images' observations under the workdir's prior and writes
+Inverse problems: `--problem=posterior/digits_inpaint` (a shipped problem config's name, see
+`configs/posterior/`, or a file path; overridable as `--problem.method.name=dps`) samples
+the posterior of held-out images' observations under the workdir's prior and writes
 `DIR/eval/posterior_<name>.{npz,json}` (samples, mean, PSNR/SSIM against the ground truth)
 and `DIR/figures/posterior_<name>.png` (`diffssl_jax.evaluation.posterior.write_posterior`).
+From a checkout, `python -m launch.sample` is the same command.
 """
 
-import os
-import sys
+from absl import app, flags
+from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from diffssl_jax.evaluation.posterior import write_posterior  # noqa: E402
-from diffssl_jax.evaluation.samples import write_samples  # noqa: E402
+from diffssl_jax.evaluation.posterior import write_posterior
+from diffssl_jax.evaluation.samples import write_samples
+from diffssl_jax.launch import cli
 
 flags.DEFINE_string("workdir", None, "A trained workdir.")
 flags.DEFINE_integer("num_samples", 64, "How many images (unconditional sampling).")
 flags.DEFINE_integer("seed", 0, "Sampling seed (unconditional sampling).")
 flags.DEFINE_string("sampler", None, "Override the sampler.")
 flags.DEFINE_integer("num_steps", None, "Override the number of sampler steps.")
-config_flags.DEFINE_config_file("problem", None, "Inverse problem config.", lock_config=True)
+config_flags.DEFINE_config_file("problem", None, "Inverse problem config: name or path.")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.start()
     f = flags.FLAGS
-    if not f["verbosity"].present:  # orbax logs every file it reads at INFO
-        logging.set_verbosity(logging.WARNING)
     if f.problem is not None:
         if f.sampler:
             f.problem.sampling.sampler = f.sampler
@@ -51,5 +48,9 @@ def main(argv):
     print(f"wrote {paths['samples']} and {paths['figure']}")
 
 
+def run():
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

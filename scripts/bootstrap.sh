@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# Creates (or reuses) .venv/ at the repository root and installs diffssl_jax into it.
+# Creates (or reuses) .venv/ at the repository root and installs diffssl_jax into it, editable,
+# at the exact versions of requirements/lock.txt (a pip constraints file).
 # Usage: bash scripts/bootstrap.sh [test]   ("test" also installs the test extras)
-# Interpreter: the first Python >= 3.12 found (plain command, then pyenv), else python3 >= 3.11.
+# Interpreter: the first Python >= 3.12 found (plain python3.13/python3.12, then pyenv's
+# versions, then python3); jax >= 0.11 and flax 0.12 need 3.12, so 3.11 cannot install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""; [ "${1:-}" = "test" ] && extras="[test]"
+lock="requirements/lock.txt"
+
+is_supported() {  # usable and >= 3.12
+  "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1
+}
 
 find_python() {
   local v cand
   for v in 3.13 3.12; do
-    if command -v "python$v" >/dev/null 2>&1 && "python$v" -c '' >/dev/null 2>&1; then
+    if command -v "python$v" >/dev/null 2>&1 && is_supported "python$v"; then
       command -v "python$v"; return
     fi
   done
   if command -v pyenv >/dev/null 2>&1; then
-    for v in 3.12 3.13; do
+    for v in 3.13 3.12; do
       cand=$(ls -d "$(pyenv root)"/versions/${v}*/bin/python${v} 2>/dev/null | sort -V | tail -1 || true)
-      if [ -n "$cand" ] && "$cand" -c '' >/dev/null 2>&1; then echo "$cand"; return; fi
+      if [ -n "$cand" ] && is_supported "$cand"; then echo "$cand"; return; fi
     done
   fi
-  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  if command -v python3 >/dev/null 2>&1 && is_supported python3; then
     command -v python3; return
   fi
-  echo "no Python >= 3.11 found: install python3.12 (or pyenv install 3.12)" >&2; exit 1
+  echo "bootstrap: no Python >= 3.12 found (jax >= 0.11 and flax 0.12 need it; 3.11 cannot" \
+    "install them): install python3.12, or 'pyenv install 3.12'" >&2
+  exit 1
 }
 
 if [ ! -x .venv/bin/python ]; then
@@ -33,9 +42,13 @@ if [ ! -x .venv/bin/python ]; then
 else
   echo "bootstrap: reusing .venv ($(.venv/bin/python --version 2>&1))"
 fi
+if ! is_supported .venv/bin/python; then
+  echo "bootstrap: .venv has $(.venv/bin/python --version 2>&1); remove .venv and rerun" >&2
+  exit 1
+fi
 stamp=".venv/.diffssl_jax-installed${extras}"
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".${extras}"
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q -c "$lock" -e ".${extras}"
   touch "$stamp"
 fi
 echo "bootstrap: ready (.venv/bin/python)"

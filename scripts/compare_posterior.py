@@ -106,7 +106,7 @@ flags.DEFINE_string("out", None, "Markdown page; default docs/posterior.md (quic
 
 def _problem_config(task, method, steps, num_images, start, options):
     _, _, module, variants, _ = TASKS[task]
-    get_config = importlib.import_module(f"configs.posterior.{module}").get_config
+    get_config = importlib.import_module(f"diffssl_jax.configs.posterior.{module}").get_config
     c = get_config(variants)
     c.num_samples = 1
     c.data.num_images, c.data.start = num_images, start

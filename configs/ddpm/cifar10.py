@@ -9,7 +9,7 @@ the 35.7M-parameter DDPM CIFAR-10 U-Net of Ho et al. (2020, App. B): 128 channel
 Variants: `tiny` (a few steps of a small network; tests with mocked tfds data).
 """
 
-from configs.base import get_base_config, parse_variants, shrink_for_tests
+from diffssl_jax.configs.base import get_base_config, parse_variants, shrink_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -14,7 +14,7 @@ Variants (`--config=configs/ddpm/phantoms.py:tiny`): `tiny` trains a few steps o
 network in seconds and checkpoints more than once (tests, CI).
 """
 
-from configs.base import get_base_config, parse_variants, shrink_for_tests
+from diffssl_jax.configs.base import get_base_config, parse_variants, shrink_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -11,7 +11,7 @@ methods keep their config.json and resume unchanged.
 
 import ml_collections
 
-from configs.base import get_base_config
+from diffssl_jax.configs.base import get_base_config
 
 # docs/methods.md B.4: the reference non-uniform split of 512 dims over 64 subsets.
 REFERENCE_STAGES = (50, 100, 300, 500, 1000)

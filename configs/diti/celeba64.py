@@ -19,8 +19,8 @@ Variants: `tiny`: 16x16 images and a tiny encoder, for tests (the prior must be 
 DDPM).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.diti import get_diti_base_config, shrink_diti_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.diti import get_diti_base_config, shrink_diti_for_tests
 from diffssl_jax.data import celeba
 
 

@@ -20,8 +20,8 @@ Variants (`--config=configs/diti/digits.py:pdae,tiny`):
 
 import ml_collections
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.diti import get_diti_base_config, shrink_diti_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.diti import get_diti_base_config, shrink_diti_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -6,7 +6,7 @@
 
 import ml_collections
 
-from configs.base import get_base_config
+from diffssl_jax.configs.base import get_base_config
 
 
 def get_em_base_config() -> ml_collections.ConfigDict:

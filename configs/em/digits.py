@@ -14,8 +14,8 @@ digits and the Fréchet distance of prior samples to the 450 test digits in the 
 Variants: `rate75` (default), `rate50`, `tiny` (tests: seconds).
 """
 
-from configs.base import parse_variants
-from configs.em.defaults import get_em_base_config, shrink_em_for_tests, use_grey_unet
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.em.defaults import get_em_base_config, shrink_em_for_tests, use_grey_unet
 
 
 def get_config(arg: str | None = None):

@@ -9,8 +9,8 @@ The per-lap metric is the PSNR of the posterior samples against the phantoms; th
 inverse FFT is the floor. Variants: `x8` (8x), `tiny` (tests).
 """
 
-from configs.base import parse_variants
-from configs.em.defaults import get_em_base_config, shrink_em_for_tests, use_grey_unet
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.em.defaults import get_em_base_config, shrink_em_for_tests, use_grey_unet
 
 
 def get_config(arg: str | None = None):

@@ -11,8 +11,8 @@ steps, batch 1024, lr 1e-3 decaying linearly to 0 (E.4: to 1e-6), 4096 sampler s
 `tiny` (tests: seconds).
 """
 
-from configs.base import parse_variants
-from configs.em.defaults import get_em_base_config, shrink_em_for_tests
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.em.defaults import get_em_base_config, shrink_em_for_tests
 
 
 def get_config(arg: str | None = None):

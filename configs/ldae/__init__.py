@@ -10,7 +10,7 @@ overriding them fails by name.
 
 import math
 
-from configs.base import get_base_config
+from diffssl_jax.configs.base import get_base_config
 
 
 def get_ldae_base_config():

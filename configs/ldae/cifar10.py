@@ -16,9 +16,9 @@ warm-up then cosine (100 of 400 epochs, as C.2), batch 256, horizontal flips.
 Variants (`:tiny`): a few steps of a small network (tests with mocked tfds data).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.ldae import get_ldae_base_config
-from configs.mae import shrink_vit_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.ldae import get_ldae_base_config
+from diffssl_jax.configs.mae import shrink_vit_for_tests
 
 STEPS_PER_EPOCH = 50_000 // 256
 

@@ -21,9 +21,9 @@ Variants (`--config=configs/ldae/digits.py:tiny`): `tiny` trains a few steps of 
 network in seconds (tests, CI).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.ldae import get_ldae_base_config
-from configs.mae import shrink_vit_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.ldae import get_ldae_base_config
+from diffssl_jax.configs.mae import shrink_vit_for_tests
 
 STEPS_PER_SEC = 22.1  # measured: see the module docstring
 

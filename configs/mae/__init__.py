@@ -6,7 +6,7 @@ conditioning. The DDPM-only keys `corruption.schedule`, `objective.prediction` a
 `objective.weighting` are removed so that overriding them fails by name.
 """
 
-from configs.base import get_base_config
+from diffssl_jax.configs.base import get_base_config
 
 
 def get_mae_base_config():

@@ -13,8 +13,8 @@ Mask ratio 0.75 on the 4x4 token grid, loss on masked pixels, AdamW with MAE's b
 Variants (`:tiny`): a few steps of a small network (tests with mocked tfds data).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.mae import get_mae_base_config, shrink_vit_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.mae import get_mae_base_config, shrink_vit_for_tests
 
 STEPS_PER_EPOCH = 50_000 // 256
 

@@ -14,8 +14,8 @@ network in seconds (tests, CI); `all_pixels` puts the loss on every pixel instea
 masked ones.
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.mae import get_mae_base_config, shrink_vit_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.mae import get_mae_base_config, shrink_vit_for_tests
 
 STEPS_PER_SEC = 24.5  # measured: see the module docstring
 

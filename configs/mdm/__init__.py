@@ -7,7 +7,7 @@ docs/methods.md A.4, and the pre-training optimiser of A.5. The DDPM-only keys
 overriding them on an MDM run fails by name instead of doing nothing.
 """
 
-from configs.base import get_base_config
+from diffssl_jax.configs.base import get_base_config
 
 # docs/methods.md A.4: the medical feature blocks (1728-d) and the natural-image ones (3264-d) of
 # the 18-block decoder of the 256-px U-Net.

@@ -29,8 +29,8 @@ Variants (`--config=configs/mdm/digits.py:mse,tiny`):
     describes the ablation, and the t of the leftover `t_750_only` checkpoints (A.5).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.mdm import get_mdm_base_config, shrink_unet_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.mdm import get_mdm_base_config, shrink_unet_for_tests
 
 STEPS_PER_SEC = 4.3  # measured: see the module docstring
 FIXED_T = 0.75

@@ -17,8 +17,8 @@ flips, 100k steps; features: decoder blocks 5-12 (3264-d) at t = 50.
 Variants (`:tiny`): a few steps of a small U-Net on 32x32 resized images (smoke tests).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.mdm import NATURAL_BLOCKS, get_mdm_base_config, shrink_unet_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.mdm import NATURAL_BLOCKS, get_mdm_base_config, shrink_unet_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -16,8 +16,8 @@ UNVERIFIED (A.5): 5k is what the leftover first-commit MoNuSeg configs point to.
 Variants (`:tiny`): a few steps of a small U-Net on 32x32 resized images (smoke tests).
 """
 
-from configs.base import parse_variants, shrink_for_tests
-from configs.mdm import get_mdm_base_config, shrink_unet_for_tests
+from diffssl_jax.configs.base import parse_variants, shrink_for_tests
+from diffssl_jax.configs.mdm import get_mdm_base_config, shrink_unet_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -8,8 +8,8 @@ Variants (`--problem=configs/posterior/digits_inpaint.py:pixels,tiny`): `pixels`
 be overridden, e.g. `--problem.method.name=dps --problem.method.zeta=0.5`.
 """
 
-from configs.base import parse_variants
-from configs.posterior.common import get_problem_config, shrink_for_tests
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.posterior.common import get_problem_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -6,8 +6,8 @@
 Variants: `x4` (4x pooling, 16x16 -> 4x4); `tiny` runs in seconds (tests).
 """
 
-from configs.base import parse_variants
-from configs.posterior.common import get_problem_config, shrink_for_tests
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.posterior.common import get_problem_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):

@@ -9,8 +9,8 @@ default. Variants: `8x` (acceleration 8), `shepp_logan` (scikit-image's Shepp-Lo
 resized to the prior's size, one image observed with 8 different masks), `tiny` (tests).
 """
 
-from configs.base import parse_variants
-from configs.posterior.common import get_problem_config, shrink_for_tests
+from diffssl_jax.configs.base import parse_variants
+from diffssl_jax.configs.posterior.common import get_problem_config, shrink_for_tests
 
 
 def get_config(arg: str | None = None):

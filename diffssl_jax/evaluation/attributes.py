@@ -24,8 +24,6 @@ of the tfds source carries (`attributes [40]`), probed multi-label, train -> tes
 """
 
 import functools
-import json
-import os
 
 import jax
 import numpy as np
@@ -33,7 +31,7 @@ import scipy.optimize
 import scipy.special
 from sklearn.metrics import average_precision_score
 
-from diffssl_jax import data
+from diffssl_jax import data, storage
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.evaluation import digit_tasks, linear_probe
 from diffssl_jax.evaluation.features import load_features
@@ -288,7 +286,7 @@ def format_attribute_results(results: dict) -> str:
 def evaluate_workdir_attributes(workdir: str, config, out_path: str | None = None) -> dict:
     """`evaluate_attributes` of a workdir's EMA features (+ DiTi's subset groups); writes JSON.
 
-    The results go to `out_path` (default `workdir/eval/attributes.json`).
+    The results go to `out_path` (default `workdir/eval/attributes.json`), written by process 0.
     """
     extractor = load_features(
         workdir,
@@ -297,8 +295,9 @@ def evaluate_workdir_attributes(workdir: str, config, out_path: str | None = Non
         batch_size=config.eval.feature_batch_size,
     )
     results = evaluate_attributes(extractor, config, groups=subset_group_dims(config))
-    out_path = out_path or os.path.join(workdir, "eval", "attributes.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w") as f:
-        json.dump({"scores": results, "features": extractor.settings()}, f, indent=2)
+    out_path = str(out_path or storage.path(workdir) / "eval" / "attributes.json")
+    if storage.is_primary():
+        storage.write_json(
+            out_path, {"scores": results, "features": extractor.settings()}, indent=2
+        )
     return {"scores": results, "path": out_path}

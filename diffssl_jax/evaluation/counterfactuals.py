@@ -25,16 +25,13 @@ all the way to image 2's value; 0: it did not move; it is scale-free). Baselinin
 weight-0 generation g_p(0), not x1_p, removes the reconstruction error from the numerator.
 """
 
-import json
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import plotting
+from diffssl_jax import plotting, storage
 from diffssl_jax.data import DigitsSource
-from diffssl_jax.evaluation import digit_tasks, linear_probe
+from diffssl_jax.evaluation import digit_tasks, figures, linear_probe
 from diffssl_jax.methods import diti
 from diffssl_jax.training.checkpoint import load_params
 
@@ -140,20 +137,9 @@ def make_counterfactual_fn(model: diti.DiTiModel, steps, slerp_xt: bool = False)
     return jax.jit(run)
 
 
-def strips(x1, x2, generated) -> np.ndarray:
-    """Rows [x1, generated..., x2], flattened to `[B * (A + 2), H, W, C]` for a grid."""
-    rows = np.concatenate(
-        [np.asarray(x1)[:, None], np.asarray(generated), np.asarray(x2)[:, None]], 1
-    )
-    return rows.reshape(-1, *rows.shape[2:])
-
-
-def save_strips(path: str, groups: dict, x1, x2, title: str) -> str:
-    """One figure: for each named group, its strips (rows), groups one after the other."""
-    images = np.concatenate([strips(x1, x2, generated) for generated in groups.values()])
-    num_cols = next(iter(groups.values())).shape[1] + 2
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return plotting.save_image_grid(images, path, num_cols=num_cols, title=title, scale=1.0)
+def save_strips(path: str, groups: dict, x1, x2, alphas, dims: dict) -> str:
+    """Writes `figures.strips_figure(groups, x1, x2, alphas, dims)` as a PNG; returns `path`."""
+    return plotting.save_figure(figures.strips_figure(groups, x1, x2, alphas, dims), path)
 
 
 def pick_pairs(labels, num_pairs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,11 +249,12 @@ def generate_counterfactuals(workdir: str, config, x1, x2, dims=None) -> dict[st
 def _save_and_describe(config, generated, x1, x2, pairs, out_path, figure_pairs, dims) -> dict:
     """Saves the strips of the first `figure_pairs` pairs; returns the JSON description."""
     dims = dims or group_dims(config, config.model.latent_dim)
-    title = "rows: " + ", ".join(f"{n} (dims {d[0]}-{d[-1]})" for n, d in dims.items())
     shown = {name: images[:figure_pairs] for name, images in generated.items()}
-    save_strips(out_path, shown, x1[:figure_pairs], x2[:figure_pairs], title)
+    alphas = config.eval.counterfactual_alphas
+    if storage.is_primary():
+        save_strips(out_path, shown, x1[:figure_pairs], x2[:figure_pairs], alphas, dims)
     return {
-        "path": out_path,
+        "path": str(out_path),
         "groups": {n: [int(d[0]), int(d[-1])] for n, d in dims.items()},
         "alphas": [float(a) for a in config.eval.counterfactual_alphas],
         "pairs": [[int(a), int(b)] for a, b in zip(*pairs, strict=True)],
@@ -315,7 +302,7 @@ def evaluate_workdir_counterfactuals(
     pairs = pick_pairs(test.labels, config.eval.counterfactual_pairs)
     x1, x2 = test.images[pairs[0]], test.images[pairs[1]]
     generated = generate_counterfactuals(workdir, config, x1, x2, dims)
-    out_path = out_path or os.path.join(workdir, "figures", "counterfactuals.png")
+    out_path = out_path or storage.path(workdir) / "figures" / "counterfactuals.png"
     info = _save_and_describe(config, generated, x1, x2, pairs, out_path, 4, dims)
     probe = fit_class_probe(train.images, train.labels)
     fractions = attribute_transfer(x1, x2, generated, test.labels[pairs[1]], probe)
@@ -325,7 +312,6 @@ def evaluate_workdir_counterfactuals(
         },
         "num_pairs": len(x1),
     }
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "counterfactuals.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    if storage.is_primary():
+        storage.write_json(storage.path(workdir) / "eval" / "counterfactuals.json", info, indent=2)
     return info

@@ -1,4 +1,4 @@
-"""The digit classifier whose features give the Fréchet distance of EM on digits (docs/methods.md F).
+"""The digit classifier behind the Fréchet distance of EM on digits (docs/methods.md F).
 
     .venv/bin/python -m diffssl_jax.evaluation.digit_classifier --workdir=runs/digit_classifier
 
@@ -18,7 +18,6 @@ Workdir layout: `classifier.json` (architecture, training settings, test accurac
 """
 
 import json
-import os
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -28,6 +27,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from diffssl_jax import storage
 from diffssl_jax.data.sources import DigitsSource
 
 COMMAND = "python -m diffssl_jax.evaluation.digit_classifier --workdir={workdir}"
@@ -128,31 +128,29 @@ def train_classifier(
 
 def save_classifier(workdir: str, params, meta: dict) -> None:
     """Writes `params` (orbax) then `classifier.json` (last: its presence means complete)."""
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = storage.path(workdir)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(workdir, _PARAMS), params, force=True)
+    checkpointer.save(workdir / _PARAMS, params, force=True)
     checkpointer.wait_until_finished()
-    with open(os.path.join(workdir, _META), "w") as f:
-        json.dump(meta, f, indent=1)
+    if storage.is_primary():
+        storage.write_json(workdir / _META, meta)
 
 
 def load_classifier(workdir: str) -> tuple[DigitCNN, dict, dict]:
     """`(model, params, meta)` of a classifier workdir; FileNotFoundError naming the command."""
-    workdir = os.path.abspath(workdir)
-    path = os.path.join(workdir, _META)
-    if not os.path.exists(path):
+    workdir = storage.path(workdir)
+    path = workdir / _META
+    if not path.exists():
         raise FileNotFoundError(
             f"no digit classifier in {workdir} (missing {_META}). Train it once with "
             f"`{COMMAND.format(workdir=workdir)}` (about a minute on a CPU), or point "
             "config.em.classifier_workdir at an existing one."
         )
-    with open(path) as f:
-        meta = json.load(f)
+    meta = storage.read_json(path)
     model = DigitCNN(channels=tuple(meta["channels"]), features=meta["features"])
     size = meta["image_size"]
     abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
-    params = ocp.StandardCheckpointer().restore(os.path.join(workdir, _PARAMS), abstract)
+    params = ocp.StandardCheckpointer().restore(workdir / _PARAMS, abstract)
     return model, params, meta
 
 
@@ -186,7 +184,7 @@ def _main(argv) -> None:
     f = flags.FLAGS
     meta = train_classifier(f.workdir, num_steps=f.num_steps, seed=f.seed)
     print(json.dumps(meta))
-    print(f"test accuracy {meta['test_accuracy']:.4f}; saved to {os.path.abspath(f.workdir)}")
+    print(f"test accuracy {meta['test_accuracy']:.4f}; saved to {storage.path(f.workdir)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ on different chunks reuse the same keys for their first images.
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import data, methods
+from diffssl_jax import data, methods, storage
 from diffssl_jax.training.checkpoint import load_config, load_params
 
 WHICH = ("ema", "params", "random_init")
@@ -248,7 +247,7 @@ def load_features(
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    if not os.path.isdir(workdir):
+    if not storage.path(workdir).is_dir():
         raise FileNotFoundError(f"workdir {workdir!r} does not exist: train it first")
     config = load_config(workdir)
     recipe = methods.make_recipe(config)
@@ -256,7 +255,7 @@ def load_features(
         params = random_init_params(config, recipe)
     else:
         params = load_params(workdir, step=step, which=which)
-    info = {"workdir": os.path.abspath(workdir), "which": which, "step": step}
+    info = {"workdir": str(storage.path(workdir)), "which": which, "step": step}
     settings = {"resize_to": resize_to, "concat": concat, "pooled": pooled, "seed": seed}
     return _extractor(
         config, params, recipe, t=t, blocks=blocks, batch_size=batch_size, info=info, **settings

@@ -12,7 +12,8 @@ on the real and on the imaginary part). The kinds (docs/methods.md F; Rozet et a
 
 ``make_posterior_factory`` turns a method name and its options into
 ``(denoiser, A, y, noise_var) -> posterior_denoiser`` for ``posterior.sample_posterior``;
-``load_denoiser`` turns a trained DDPM workdir into the denoiser contract.
+``load_denoiser`` (re-exported from ``evaluation.priors``; also ``diffssl_jax.load_denoiser``)
+turns a trained DDPM workdir into the denoiser contract.
 """
 
 import functools
@@ -25,8 +26,7 @@ import numpy as np
 from diffssl_jax import posterior
 from diffssl_jax.data import observations, phantoms
 from diffssl_jax.data.sources import make_source
-from diffssl_jax.methods import ddpm
-from diffssl_jax.training.checkpoint import load_config, load_params
+from diffssl_jax.evaluation.priors import load_denoiser  # noqa: F401 (the old import path)
 
 KINDS = ("box", "pixels", "superres", "mri")
 METHODS = ("mmps", "dps", "pigdm", "tmpd", "diffpir")
@@ -172,26 +172,6 @@ def check_problem(make_posterior, denoiser, problem, shape):
     first_A = jax.tree.map(lambda leaf: leaf[0], problem.operators)
     x_like = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     make_posterior(denoiser, first_A, problem.ys[0], problem.noise_var, x_like=x_like)
-
-
-def load_denoiser(workdir, which="ema"):
-    """The denoiser ``D(x, sigma) -> x0_hat`` of a trained DDPM workdir, and its config.
-
-    ``methods.ddpm.make_denoiser`` (the U-Net in VP form, through ``make_vp_denoiser``) with
-    the workdir's EMA (or raw) parameters.
-
-    Raises:
-      ValueError: if the workdir's method is not a Gaussian denoiser (``ddpm``).
-      FileNotFoundError: if ``workdir`` is not a workdir.
-    """
-    config = load_config(workdir)
-    if config.method != "ddpm":
-        raise ValueError(
-            f"posterior sampling needs a DDPM prior (a denoiser); {workdir!r} trained "
-            f"{config.method!r}."
-        )
-    params = jax.tree.map(jnp.asarray, load_params(workdir, which=which))
-    return ddpm.make_denoiser(config, params), config
 
 
 def load_images(dataset, split, num_images, start, image_size):

@@ -6,14 +6,12 @@ the samples and their mean against the ground truth (PSNR, SSIM); ``write_poster
 it for a workdir and a problem config (``configs/posterior/``) and writes the files.
 """
 
-import json
-import os
 import time
 
 import jax
 import numpy as np
 
-from diffssl_jax import plotting, posterior
+from diffssl_jax import plotting, posterior, storage
 from diffssl_jax.evaluation import image_metrics
 from diffssl_jax.evaluation import inverse_problems as ip
 from diffssl_jax.sampling import samplers
@@ -104,15 +102,32 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
     return problem, np.clip(samples, -1.0, 1.0), metrics
 
 
-def _figure(path, images, observed, samples, title):
-    """Rows: ground truth | observation | up to 4 samples | posterior mean."""
-    shown = samples[:, :4]
-    rows = np.concatenate(
-        [images[:, None], observed[:, None], shown, samples.mean(axis=1)[:, None]], axis=1
+MAX_FIGURE_IMAGES = 8  # columns of the posterior figure
+
+
+def posterior_figure(images, observed, samples, title, psnr=None):
+    """Rows: ground truth, observation, up to 4 samples, posterior mean; a column per image.
+
+    Args:
+      images, observed: ``[N, H, W, C]`` in ``[-1, 1]``; samples: ``[N, K, H, W, C]``.
+      title: the figure's title.
+      psnr: ``[N]`` PSNR of each posterior mean (dB), shown under the column numbers.
+
+    Returns:
+      The ``Figure`` of the first ``MAX_FIGURE_IMAGES`` images.
+    """
+    n, k = min(len(images), MAX_FIGURE_IMAGES), min(samples.shape[1], 4)
+    rows = [images[:n], observed[:n], *np.moveaxis(samples[:n, :k], 1, 0)]
+    rows.append(samples[:n].mean(axis=1))
+    labels = ["truth", "observation", *(f"sample {j + 1}" for j in range(k)), "posterior\nmean"]
+    cols = [f"#{i + 1}" + ("" if psnr is None else f"\n{psnr[i]:.1f} dB") for i in range(n)]
+    return plotting.grid_figure(
+        np.clip(np.stack(rows), -1, 1), row_labels=labels, col_labels=cols, title=title
     )
-    return plotting.save_image_grid(
-        rows.reshape(-1, *rows.shape[2:]), path, num_cols=rows.shape[1], title=title, scale=0.5
-    )
+
+
+def _figure(path, images, observed, samples, title, psnr=None):
+    return plotting.save_figure(posterior_figure(images, observed, samples, title, psnr), path)
 
 
 def write_posterior(workdir, problem_config):
@@ -137,16 +152,18 @@ def write_posterior(workdir, problem_config):
     problem, samples, metrics = run_problem(denoiser, images, c)
     metrics = {"name": c.name, "method": c.method.to_dict(), **metrics}
     metrics.update(num_images=len(images), num_samples=c.num_samples, **c.sampling.to_dict())
-    out = os.path.join(workdir, "eval")
-    os.makedirs(out, exist_ok=True)
-    npz = os.path.join(out, f"posterior_{c.name}.npz")
-    np.savez_compressed(
-        npz, images=images, observed=problem.observed, samples=samples, mean=samples.mean(1)
-    )
-    path = os.path.join(out, f"posterior_{c.name}.json")
-    with open(path, "w") as f:
-        json.dump(metrics, f, indent=1)
-    title = f"{c.name}: {c.method.name}, {c.sampling.num_steps} steps"
-    figure = os.path.join(workdir, "figures", f"posterior_{c.name}.png")
-    _figure(figure, images, problem.observed, samples, title)
-    return {"samples": npz, "metrics": path, "figure": figure, **metrics}
+    out = storage.path(workdir) / "eval"
+    npz, path = out / f"posterior_{c.name}.npz", out / f"posterior_{c.name}.json"
+    figure = storage.path(workdir) / "figures" / f"posterior_{c.name}.png"
+    if storage.is_primary():
+        storage.save_npz(
+            npz, images=images, observed=problem.observed, samples=samples, mean=samples.mean(1)
+        )
+        storage.write_json(path, metrics)
+        title = (
+            f"{c.name}: {c.method.name}, {c.sampling.num_steps} steps "
+            "(columns: image, PSNR of the posterior mean)"
+        )
+        psnr = metrics["mean_psnr_per_image"]
+        _figure(figure, images, problem.observed, samples, title, psnr)
+    return {"samples": str(npz), "metrics": str(path), "figure": str(figure), **metrics}

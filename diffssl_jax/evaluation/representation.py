@@ -17,6 +17,7 @@ import os
 import ml_collections
 import numpy as np
 
+from diffssl_jax import storage
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.evaluation import digit_tasks, linear_probe, seg_metrics, segmentation
 from diffssl_jax.evaluation.features import FeatureExtractor, load_features
@@ -130,7 +131,7 @@ def _extractor_and_config(workdir_or_extractor, config):
     if not isinstance(workdir_or_extractor, str | os.PathLike):
         raise TypeError(f"expected a workdir or a FeatureExtractor, got {workdir_or_extractor!r}")
     workdir = os.fspath(workdir_or_extractor)
-    if not os.path.isdir(workdir):
+    if not storage.path(workdir).is_dir():
         raise FileNotFoundError(f"workdir {workdir!r} does not exist: train it first")
     config = load_config(workdir) if config is None else config
     extractor = load_features(
@@ -139,7 +140,7 @@ def _extractor_and_config(workdir_or_extractor, config):
         blocks=tuple(config.eval.feature_blocks),
         batch_size=config.eval.feature_batch_size,
     )
-    return extractor, config, os.path.join(workdir, "eval", "results.json")
+    return extractor, config, str(storage.path(workdir) / "eval" / "results.json")
 
 
 def evaluate_representation(
@@ -195,10 +196,9 @@ def evaluate_representation(
     results["config"] = json.loads(config.to_json())
     out_path = out_path or default_path
     if out_path:
-        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-        with open(out_path, "w") as f:
-            json.dump(results, f, indent=2)
-        results["path"] = out_path
+        if storage.is_primary():
+            storage.write_json(out_path, results, indent=2)
+        results["path"] = str(out_path)
     if examples:
         results["segmentation_examples"] = examples
     return results

@@ -1,11 +1,9 @@
 """Unconditional samples from a trained workdir (`launch/sample.py`)."""
 
-import os
-
 import jax
 import numpy as np
 
-from diffssl_jax import methods, plotting
+from diffssl_jax import methods, plotting, storage
 from diffssl_jax.training.checkpoint import load_config, load_params
 
 
@@ -19,6 +17,9 @@ def write_samples(
     batch_size: int = 256,
 ) -> dict:
     """Draws samples with the EMA parameters; writes `eval/samples.npz` and a grid figure.
+
+    The files are written by process 0 only (`storage.is_primary`); `workdir` may be a
+    `gs://` URI.
 
     Args:
         workdir: a trained workdir.
@@ -47,13 +48,14 @@ def write_samples(
         chunks.append(np.asarray(sample_batch(params, rng, num)))
         done += num
     images = np.concatenate(chunks)
-    out = os.path.join(workdir, "eval")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "samples.npz")
-    np.savez_compressed(path, images=images)
-    figure = plotting.save_image_grid(
-        images[:100],
-        os.path.join(workdir, "figures", "samples_final.png"),
-        title=f"{config.method} {config.sampling.sampler} {config.sampling.num_steps} steps",
-    )
-    return {"samples": path, "figure": figure}
+    path = storage.path(workdir) / "eval" / "samples.npz"
+    figure = storage.path(workdir) / "figures" / "samples_final.png"
+    if storage.is_primary():
+        storage.save_npz(path, images=images)
+        plotting.save_image_grid(
+            images[:100],
+            figure,
+            title=f"{config.method} samples: {config.sampling.sampler} sampler, "
+            f"{config.sampling.num_steps} steps, EMA parameters",
+        )
+    return {"samples": str(path), "figure": str(figure)}

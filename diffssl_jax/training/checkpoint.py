@@ -1,13 +1,12 @@
 """Orbax checkpoints of the train state and the data iterator, and `load_params`.
 
-Layout: `workdir/checkpoints/<step>/{state, data, meta}` and `workdir/config.json`.
-Orbax writes a step into a temporary directory and renames it (or writes a commit file on
-object stores) only when every file is written, so a write killed half-way is never seen by
-`latest_step()`: a killed run resumes from the last finalised checkpoint.
+Layout: `workdir/checkpoints/<step>/{state, data, meta}` and `workdir/config.json`; a workdir
+is a local path or a `gs://` URI (`diffssl_jax.storage`). Orbax writes a step into a
+temporary directory and renames it (or writes a commit file on object stores) only when every
+file is written, so a write killed half-way is never seen by `latest_step()`: a killed run
+resumes from the last finalised checkpoint.
 """
 
-import json
-import os
 from typing import Any
 
 import jax
@@ -15,6 +14,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from diffssl_jax import storage
+from diffssl_jax.training import logs
 from diffssl_jax.training.state import TrainState
 
 
@@ -25,7 +26,7 @@ class CheckpointError(RuntimeError):
 def make_manager(workdir: str, *, keep: int = 2) -> ocp.CheckpointManager:
     """The checkpoint manager of `workdir/checkpoints` (created if missing)."""
     return ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        storage.path(workdir) / "checkpoints",
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
     )
 
@@ -114,14 +115,13 @@ def restore(
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir was trained with (`workdir/config.json`)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = storage.path(workdir) / "config.json"
+    if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist: {workdir!r} is not a diffssl_jax workdir "
             "(train one with `python -m launch.train --config=... --workdir=...`)"
         )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(storage.read_json(path))
 
 
 def load_params(
@@ -130,7 +130,7 @@ def load_params(
     """Trained parameters of a workdir: the one entry point for Colab, evaluation and DiTi.
 
     Args:
-        workdir: a training workdir.
+        workdir: a training workdir (a local path or a `gs://` URI).
         step: the checkpoint step; None for the latest.
         which: "ema" for the EMA parameters (what evaluation uses) or "params".
         sharding: where to put them (a `jax.sharding.Sharding`); None keeps numpy arrays on
@@ -141,10 +141,11 @@ def load_params(
     """
     if which not in ("ema", "params"):
         raise ValueError(f"which must be 'ema' or 'params', got {which!r}")
-    manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
-        options=ocp.CheckpointManagerOptions(read_only=True, create=False),
-    )
+    # save_interval_steps=0: orbax warns when read_only overrides a non-zero value; it also
+    # warns on every read-only manager that its directory is read only (nothing to act on).
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    with logs.suppress_absl_messages("Given directory is read only"):
+        manager = ocp.CheckpointManager(storage.path(workdir) / "checkpoints", options=options)
     step = manager.latest_step() if step is None else step
     if step is None:
         raise CheckpointError(f"no finalised checkpoint in {workdir}/checkpoints: train first")

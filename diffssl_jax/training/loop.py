@@ -5,10 +5,11 @@ Resume order: the workdir's latest finalised checkpoint, then `config.train.init
 (parameters only), then scratch. A finished run is not redone.
 """
 
+import contextlib
 import functools
 import json
-import os
 import signal
+import sys
 import time
 
 import jax
@@ -16,9 +17,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from absl import logging
 
-from diffssl_jax import data, plotting
-from diffssl_jax.training import checkpoint, parallel
+from diffssl_jax import data, plotting, storage
+from diffssl_jax.training import checkpoint, logs, metric_writers, parallel
 from diffssl_jax.training.state import TrainState, create_train_state
 from diffssl_jax.training.step import make_optimizer, make_train_step
 
@@ -43,12 +45,11 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes `config.json`, or checks that a resumed run uses the same config."""
-    path = os.path.join(workdir, "config.json")
+    """Writes `config.json` (process 0), or checks that a resumed run uses the same config."""
+    path = storage.path(workdir) / "config.json"
     current = json.loads(config.to_json())
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+    if path.exists():
+        saved = storage.read_json(path)
         new, old = _flatten(current), _flatten(saved)
         changed = sorted(
             k
@@ -61,10 +62,8 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                 f"{workdir} was trained with a different config ({details}). Resume with the "
                 "same config, or start a new --workdir."
             )
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(current, f, indent=2)
+    if storage.is_primary():
+        storage.write_json(path, current, indent=2)
 
 
 def _abstract_state(init_fn, tx, rng, sharding) -> TrainState:
@@ -119,8 +118,9 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _log(metrics_window, step, first_step, last_checkpoint, start_time, workdir):
-    """Averages the window's metrics, stops on non-finite values, appends to metrics.jsonl."""
+def _log(metrics_window, step, first_step, last_checkpoint, start_time, writer):
+    """Averages the window's metrics, stops on non-finite values, writes them to `writer`
+    (metrics.jsonl, TensorBoard and the progress line; see `metric_writers`)."""
     host = jax.device_get(metrics_window)
     summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
     bad = sorted(k for k, v in summary.items() if not np.isfinite(v))
@@ -130,22 +130,30 @@ def _log(metrics_window, step, first_step, last_checkpoint, start_time, workdir)
             f"at step {last_checkpoint}. Lower optim.lr_peak or check the data, then rerun "
             "(the run resumes from that checkpoint)."
         )
-    summary["step"] = step
     # Measured after device_get, which waits for the window's steps: compute, not dispatch.
     elapsed = time.perf_counter() - start_time
     summary["time/steps_per_sec"] = len(host) / max(elapsed, 1e-9)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(summary) + "\n")
+    writer.write_scalars(step, summary)
+    writer.flush()
     return summary
 
 
-def _save_samples(recipe, sample_fn, state, config, workdir, step):
-    if recipe.sample is None or jax.process_index() != 0:
+def _save_samples(recipe, sample_fn, state, config, workdir, step, writer):
+    """Every process samples (one computation over the global mesh); process 0 writes."""
+    if recipe.sample is None:
         return
     rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
     images = jax.device_get(sample_fn(state.ema_params, rng))
-    plotting.save_image_grid(images, os.path.join(workdir, "figures", f"samples_{step:07d}.png"))
+    if not storage.is_primary():
+        return
+    path = plotting.save_image_grid(
+        images,
+        storage.path(workdir) / "figures" / f"samples_{step:07d}.png",
+        title=f"{config.method} samples (EMA parameters)",
+        step=step,
+    )
+    writer.write_images(step, {"samples": plotting.image_grid(images)})
+    logging.info("step %d: wrote %s", step, path)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=None) -> TrainState:
@@ -172,7 +180,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=Non
     manager = checkpoint.make_manager(workdir, keep=cfg.keep_checkpoints)
     state, data_state, step = init_or_restore(config, workdir, recipe, example_batch, mesh, manager)
     if step >= cfg.num_steps:
-        print(f"{workdir}: already trained to step {step} >= train.num_steps; nothing to do.")
+        logging.info(
+            "%s: already trained to step %d >= train.num_steps; nothing to do.", workdir, step
+        )
         return state
     if data_state is not None:
         iterator.set_state(data_state)
@@ -193,16 +203,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=Non
 
 def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn):
     cfg = config.train
+    # tqdm redraws its line with '\r': only on a terminal or in a notebook, never in a log file.
+    show_bar = cfg.progress_bar and jax.process_index() == 0 and logs.shows_live_updates(sys.stderr)
     bar = tqdm.tqdm(
         total=cfg.num_steps,
         initial=step,
-        disable=not cfg.progress_bar or jax.process_index() != 0,
+        disable=not show_bar,
         desc="train",
         unit="step",
+        file=sys.stderr,
+    )
+    writer = metric_writers.create_default_writer(
+        workdir, num_steps=cfg.num_steps, start_step=step, process_index=jax.process_index()
+    )
+    logging.info(
+        "training %s from step %d to %d (view with: tensorboard --logdir=%s)",
+        workdir,
+        step,
+        cfg.num_steps,
+        workdir,
     )
     window, window_start, t0 = [], step, time.perf_counter()
     last_checkpoint = step
-    with _Preemption() as preemption:
+    with _Preemption() as preemption, contextlib.closing(writer):
         while step < cfg.num_steps:
             batch = parallel.to_global_batch(next(iterator), mesh)
             with jax.transfer_guard("disallow"):
@@ -213,7 +236,8 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
             # Read once: a SIGTERM arriving later in this iteration is handled in the next one.
             stop = preemption.requested
             if step % cfg.log_every_steps == 0 or step == cfg.num_steps:
-                summary = _log(window, step, window_start, last_checkpoint, t0, workdir)
+                bar.clear()  # the progress line goes where the bar was (a terminal)
+                summary = _log(window, step, window_start, last_checkpoint, t0, writer)
                 bar.set_postfix(loss=f"{summary['train/loss']:.4f}")
                 window, window_start, t0 = [], step, time.perf_counter()
             if step % cfg.checkpoint_every_steps == 0 or step == cfg.num_steps or stop:
@@ -224,9 +248,11 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
                 and cfg.sample_every_steps
                 and (step % cfg.sample_every_steps == 0 or step == cfg.num_steps)
             ):
-                _save_samples(recipe, sample_fn, state, config, workdir, step)
+                _save_samples(recipe, sample_fn, state, config, workdir, step, writer)
             if stop:
-                print(f"SIGTERM: checkpointed step {step}; rerun the same command to resume.")
+                logging.warning(
+                    "SIGTERM: checkpointed step %d; rerun the same command to resume.", step
+                )
                 break
     manager.wait_until_finished()
     bar.close()

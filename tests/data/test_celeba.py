@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs.diti.celeba64 import get_config
 from diffssl_jax import data
+from diffssl_jax.configs.diti.celeba64 import get_config
 from diffssl_jax.data import celeba
 from diffssl_jax.data.builders import celeb_a, fixtures
 from diffssl_jax.data.sources import TfdsSource, make_source

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from configs.em.toy import get_config
 from diffssl_jax import em
+from diffssl_jax.configs.em.toy import get_config
 from diffssl_jax.data import observations
 from diffssl_jax.sampling.denoisers import GaussianDenoiser
 

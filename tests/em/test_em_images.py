@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from configs.em import mri
-from configs.em.digits import get_config
 from diffssl_jax import em_tasks
+from diffssl_jax.configs.em import mri
+from diffssl_jax.configs.em.digits import get_config
 from diffssl_jax.evaluation import digit_classifier, metrics
 
 

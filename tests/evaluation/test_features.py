@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs.ddpm.digits import get_config
 from diffssl_jax import methods, training
+from diffssl_jax.configs.ddpm.digits import get_config
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.evaluation import features
 from diffssl_jax.training.state import create_train_state

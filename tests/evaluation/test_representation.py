@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from configs.ddpm.digits import get_config
 from diffssl_jax import methods, training
+from diffssl_jax.configs.ddpm.digits import get_config
 from diffssl_jax.evaluation import features, representation
 
 FAST_EVAL = ("probe_seeds=1", "seg_seeds=1", "seg_num_models=2", "seg_num_labelled=5")

@@ -7,8 +7,8 @@ import sys
 
 from conftest import REPO_ROOT
 
-from configs.ddpm.digits import get_config
 from diffssl_jax import methods, training
+from diffssl_jax.configs.ddpm.digits import get_config
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
@@ -31,12 +31,13 @@ def test_evaluate_writes_results_and_prints_the_table(tmp_path):
     training.train(config, str(tmp_path), methods.make_recipe(config))
     result = _evaluate(
         f"--workdir={tmp_path}",
-        "--t=0.1",
-        "--blocks=dec_2,dec_3",
-        "--set=probe_seeds=1",
-        "--set=seg_seeds=1",
-        "--set=seg_num_models=2",
-        "--set=seg_num_labelled=4",
+        "--config.eval.feature_t=0.1",
+        "--config.eval.feature_blocks=dec_2",
+        "--config.eval.feature_blocks=dec_3",
+        "--config.eval.probe_seeds=1",
+        "--config.eval.seg_seeds=1",
+        "--config.eval.seg_num_models=2",
+        "--config.eval.seg_num_labelled=4",
         "--seg_max_epochs=1",
     )
     assert result.returncode == 0, result.stderr[-3000:]

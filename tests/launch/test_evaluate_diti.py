@@ -8,9 +8,9 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from configs.ddpm.digits import get_config as get_ddpm_config
-from configs.diti.digits import get_config as get_diti_config
 from diffssl_jax import methods, training
+from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
+from diffssl_jax.configs.diti.digits import get_config as get_diti_config
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
@@ -27,7 +27,7 @@ def test_attribute_and_counterfactual_evaluations(tmp_path):
     training.train(config, str(tmp_path / "diti"), methods.make_recipe(config))
     result = subprocess.run(
         [sys.executable, "-m", "launch.evaluate", f"--workdir={tmp_path / 'diti'}",
-         "--tasks=attributes,counterfactuals", "--set=counterfactual_pairs=1"],
+         "--tasks=attributes,counterfactuals", "--config.eval.counterfactual_pairs=1"],
         cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -25,10 +25,10 @@ def test_pipeline_trains_evaluates_draws_and_prints(tmp_path):
     result = _pipeline(
         "--config=configs/mdm/digits.py:tiny",
         f"--workdir={tmp_path}",
-        "--set=probe_seeds=1",
-        "--set=seg_seeds=1",
-        "--set=seg_num_models=2",
-        "--set=seg_num_labelled=4",
+        "--config.eval.probe_seeds=1",
+        "--config.eval.seg_seeds=1",
+        "--config.eval.seg_num_models=2",
+        "--config.eval.seg_num_labelled=4",
         "--seg_max_epochs=1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,7 +45,7 @@ def test_pipeline_trains_evaluates_draws_and_prints(tmp_path):
 
 def test_unknown_eval_key_fails_before_training(tmp_path):
     result = _pipeline(
-        "--config=configs/mdm/digits.py:tiny", f"--workdir={tmp_path}", "--set=probe_seed=1"
+        "--config=configs/mdm/digits.py:tiny", f"--workdir={tmp_path}", "--config.eval.probe_seed=1"
     )
     assert result.returncode != 0 and "probe_seed" in result.stderr
     assert not (tmp_path / "checkpoints").exists()

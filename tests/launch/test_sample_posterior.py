@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from configs.posterior import digits_inpaint, digits_superres, phantoms_mri
 from diffssl_jax import posterior
+from diffssl_jax.configs.posterior import digits_inpaint, digits_superres, phantoms_mri
 from diffssl_jax.evaluation import inverse_problems
 from diffssl_jax.evaluation import posterior as posterior_eval
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.ddpm.digits import get_config
 from diffssl_jax import methods
+from diffssl_jax.configs.ddpm.digits import get_config
 from diffssl_jax.corruptions import gaussian
 from diffssl_jax.corruptions.schedules import make_schedule
 from diffssl_jax.methods.ddpm import finest_decoder_blocks, select_features

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.ddpm.digits import get_config as get_ddpm_config
-from configs.diti.digits import get_config
 from diffssl_jax import load_params, methods, training
+from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
+from diffssl_jax.configs.diti.digits import get_config
 from diffssl_jax.corruptions.schedules import LinearVP
 from diffssl_jax.methods import diti, diti_partition
 from diffssl_jax.models.encoder import Encoder

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.ldae.digits import get_config
 from diffssl_jax import methods
+from diffssl_jax.configs.ldae.digits import get_config
 from diffssl_jax.corruptions import pca_latent
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.methods import ldae

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.mae.digits import get_config
 from diffssl_jax import methods
+from diffssl_jax.configs.mae.digits import get_config
 from diffssl_jax.methods.mae import masked_mse
 from diffssl_jax.models.vit import ViT
 

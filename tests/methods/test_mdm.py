@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.mdm.digits import get_config
 from diffssl_jax import methods
+from diffssl_jax.configs.mdm.digits import get_config
 from diffssl_jax.corruptions import masking
 from diffssl_jax.methods.mdm import reconstruction_loss, sample_steps
 from diffssl_jax.models.unet import UNet

@@ -9,7 +9,7 @@ from conftest import REPO_ROOT
 
 SCRIPT = textwrap.dedent("""
     import functools, jax, numpy as np
-    from configs.ddpm.digits import get_config
+    from diffssl_jax.configs.ddpm.digits import get_config
     from diffssl_jax import data, methods
     from diffssl_jax.training import parallel
     from diffssl_jax.training.state import create_train_state
