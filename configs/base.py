@@ -50,7 +50,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 128  # GLOBAL batch size, over all devices and hosts
     config.train.log_every_steps = 50  # metrics.jsonl and progress-bar period, in steps
     config.train.checkpoint_every_steps = 500  # checkpoint period, in steps
-    config.train.keep_checkpoints = 2  # how many checkpoints orbax keeps
+    config.train.keep_checkpoints = 2  # finalised checkpoints a workdir keeps (exactly)
     config.train.sample_every_steps = 1000  # sample-grid figure period; 0 disables it
     config.train.num_samples = 64  # images in the sample grid
     config.train.init_from = ""  # workdir whose EMA params initialise a new run

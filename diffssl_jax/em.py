@@ -9,21 +9,26 @@ Given observations `y_i = A_i x_i + n_i`, `n_i ~ N(0, Sigma_y)`, EM maximises th
 starting from the Gaussian prior fitted by moment matching (`em_gaussian.fit_gaussian`),
 whose posteriors `pi_0` are sampled with its analytic denoiser. The M-step is the one
 training loop, warm-started from the previous lap's (EMA) parameters with a fresh optimiser
-state; the E-step is `posterior.sample_posterior` with `posterior.mmps` (vmapped over
-observations, sharded over devices). Samples that are not finite or out of range are
+state; the E-step (`em_estep`, its functions also reachable here) is
+`posterior.sample_posterior` with `posterior.mmps` (vmapped over observations, sharded over
+devices). Samples that are not finite or out of range are
 dropped and counted.
 
 Layout of `workdir/em/lap_{k:03d}/`: `train/` (the M-step's own workdir: checkpoints,
-metrics), `estep/chunk_{j:05d}.npy` (E-step chunks, written atomically), `samples.npy` (the
+metrics), `mstep.json` (the M-step's time, written when it finished: the M-step is done iff it
+exists), `estep/chunk_{j:05d}.npy` (E-step chunks, written atomically), `samples.npy` (the
 lap's kept samples) and `lap.json` (counts, metrics, times), written last: a lap is done iff
 its `lap.json` exists. A killed run resumes inside the lap where it stopped (the M-step from
-its last checkpoint, the E-step from its last chunk). Every key derives from
+its last checkpoint, the E-step from its last chunk). A SIGTERM (`training.preemption`)
+checkpoints the M-step's step in flight, or finishes and saves the E-step's chunk in flight,
+then raises `Preempted`: the lap is not marked done, and the same command resumes it. Every
+option is checked before the workdir is written (`em_options`); `em.num_laps` may change on
+resume (extending a finished run continues from its last lap). Every key derives from
 `fold_in(key(seed), lap)`, never from `hash()`. Files go through `diffssl_jax.storage` (a
 workdir may be `gs://...`); on multi-host runs process 0 writes them and the other processes
 wait for it at the end of each lap.
 """
 
-import functools
 import json
 import math
 import time
@@ -35,11 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from diffssl_jax import data, storage
-from diffssl_jax.posterior.mmps import check_cg_options, mmps
-from diffssl_jax.posterior.sampling import sample_posterior
-from diffssl_jax.sampling import samplers
-from diffssl_jax.training import checkpoint, loop
+from diffssl_jax import data, em_options, storage
+from diffssl_jax.em_estep import _sigmas as _sigmas  # re-exported: em.e_step, ... as before
+from diffssl_jax.em_estep import e_step as e_step
+from diffssl_jax.em_estep import filter_samples as filter_samples
+from diffssl_jax.em_estep import prior_samples as prior_samples
+from diffssl_jax.training import checkpoint, loop, preemption, workdir_lock
 
 _ESTEP_STREAM, _PRIOR_STREAM = 0, 1  # fold_in tags of the lap key's two uses
 
@@ -140,83 +146,6 @@ def load_lap(workdir: str, lap: int) -> tuple[np.ndarray, dict]:
     return storage.load_npy(directory / "samples.npy"), info
 
 
-def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
-    """Drops non-finite samples and, if `bound`, samples with any |entry| > bound (E.4).
-
-    Returns:
-      `(kept [K, ...], {"num_nonfinite": ..., "num_out_of_range": ..., "num_kept": K})`.
-    """
-    samples = np.asarray(samples)
-    flat = samples.reshape(len(samples), -1)
-    finite = np.all(np.isfinite(flat), axis=1)
-    in_range = np.ones_like(finite) if bound is None else np.all(np.abs(flat) <= bound, axis=1)
-    in_range &= finite
-    counts = {
-        "num_nonfinite": int((~finite).sum()),
-        "num_out_of_range": int((finite & ~in_range).sum()),
-        "num_kept": int(in_range.sum()),
-    }
-    return samples[in_range], counts
-
-
-def e_step(
-    denoiser, obs: Observations, *, rng, config, directory: storage.PathLike, mesh=None
-) -> np.ndarray:
-    """Posterior samples `[N, *shape]` for every observation, by chunks that resume.
-
-    Chunk `j` (observations `[j c, (j + 1) c)`, `c = config.em.chunk_size`) uses the key
-    `fold_in(rng, j)` and is saved (by process 0) to `directory/chunk_{j:05d}.npy` once computed.
-    """
-    n = int(jnp.shape(obs.y)[0])
-    size = int(config.em.chunk_size)
-    sigmas = _sigmas(config.sampling)
-    directory = storage.path(directory)
-    make_posterior = functools.partial(
-        mmps,
-        cg_maxiter=config.posterior.cg_maxiter,
-        cg_max_residual_growth=config.posterior.cg_max_residual_growth,
-    )
-    chunks = []
-    for j, start in enumerate(range(0, n, size)):
-        path = directory / f"chunk_{j:05d}.npy"
-        if path.exists():
-            chunks.append(storage.load_npy(path))
-            continue
-        stop = min(start + size, n)
-        ops = jax.tree.map(lambda leaf, a=start, b=stop: leaf[a:b], obs.operators)
-        samples = sample_posterior(
-            make_posterior,
-            denoiser,
-            ops,
-            jnp.asarray(obs.y[start:stop]),
-            obs.noise_var,
-            rng=jax.random.fold_in(rng, j),
-            shape=tuple(obs.shape),
-            sigmas=sigmas,
-            sampler=config.sampling.sampler,
-            mesh=mesh,
-        )
-        chunk = np.asarray(jax.device_get(samples))[:, 0]
-        if storage.is_primary():
-            storage.save_npy(path, chunk)
-        chunks.append(chunk)
-    return np.concatenate(chunks)
-
-
-def prior_samples(denoiser, shape, num: int, *, rng, config) -> np.ndarray:
-    """`num` unconditional samples `[num, *shape]` of a prior denoiser (for the metrics)."""
-    sigmas = _sigmas(config.sampling)
-    run = jax.jit(
-        lambda d, key: samplers.sample(d, key, shape, sigmas, config.sampling.sampler, num)
-    )
-    return np.asarray(jax.device_get(run(denoiser, rng)))
-
-
-def _sigmas(sampling_config):
-    c = sampling_config
-    return samplers.sigma_grid(c.grid, c.num_steps, c.sigma_min, c.sigma_max)
-
-
 def m_step(config, workdir: str, lap: int, samples: np.ndarray, recipe) -> str:
     """Trains the prior on `samples` (lap `lap`), warm-started from lap `lap - 1`.
 
@@ -264,8 +193,11 @@ def _write_lap(workdir: str, lap: int, info: dict, samples: np.ndarray | None = 
     storage.sync(f"em_lap_{lap}")
 
 
-def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, mesh=None):
-    """E-step under `prior` (a denoiser in EM units), filter, evaluate, write the lap."""
+def run_lap(
+    lap: int, prior, obs: Observations, config, workdir: str, evaluate, mesh=None, extra=None
+):
+    """E-step under `prior` (a denoiser in EM units), filter, evaluate, write the lap (with
+    the entries of `extra`, e.g. the M-step's time, in its `lap.json`)."""
     directory = lap_dir(workdir, lap)
     rng = lap_key(config.seed, lap)
     t0 = time.perf_counter()
@@ -288,9 +220,28 @@ def run_lap(lap: int, prior, obs: Observations, config, workdir: str, evaluate, 
             f"{directory} and rerun."
         )
     metrics = evaluate(lap, prior, kept, jax.random.fold_in(rng, _PRIOR_STREAM)) if evaluate else {}
-    info = {**counts, "time/estep_s": time_estep, **metrics}
+    info = {**counts, "time/estep_s": time_estep, **metrics, **(extra or {})}
     _write_lap(workdir, lap, info, kept)
     return kept, info
+
+
+def _m_step_once(config, workdir: str, lap: int, recipe) -> tuple[str, dict]:
+    """Lap `lap`'s M-step, unless its `mstep.json` says it finished (then only read back).
+
+    Returns:
+      `(train_dir, {"time/mstep_s": seconds})`: the time of the run that finished it, kept
+      in `mstep.json` so that a kill during the lap's E-step does not lose it.
+    """
+    record = lap_dir(workdir, lap) / "mstep.json"
+    if record.exists():
+        return str(lap_dir(workdir, lap) / "train"), storage.read_json(record)
+    samples, _ = load_lap(workdir, lap - 1)
+    t0 = time.perf_counter()
+    train_dir = m_step(config, workdir, lap, samples, recipe)
+    info = {"time/mstep_s": time.perf_counter() - t0}
+    if storage.is_primary():
+        storage.write_json(record, info)
+    return train_dir, info
 
 
 def run(
@@ -318,18 +269,24 @@ def run(
 
     Returns:
       The `lap.json` dicts of every lap, lap 0 (the Gaussian prior) first.
+
+    Raises:
+      ValueError: a bad option or observation (before anything is written).
+      training.Preempted: after a SIGTERM (what was in flight is saved; rerun to resume).
     """
+    n = check_observations(obs)
+    em_options.check_em_config(config, tuple(obs.shape), n, recipe)
+    with preemption.handle_sigterm(), workdir_lock.hold(workdir):  # one writer per workdir
+        loop.prepare_workdir(config, workdir)
+        return _run_laps(
+            config, workdir, obs, recipe, make_denoiser, gaussian_prior, evaluate, mesh
+        )
+
+
+def _run_laps(config, workdir, obs, recipe, make_denoiser, gaussian_prior, evaluate, mesh):
+    """`run` after its checks: lap 0 if not done, then the laps up to `em.num_laps`."""
     from diffssl_jax.sampling.denoisers import GaussianDenoiser
 
-    n = check_observations(obs)
-    if config.train.batch_size > n:
-        raise ValueError(
-            f"train.batch_size={config.train.batch_size} asks for more samples per M-step "
-            f"batch than there are observations ({n}); lower it or add observations."
-        )
-    # The E-step builds MMPS only after lap 0's Gaussian fit: check its options first.
-    check_cg_options(config.posterior.cg_maxiter, 0.0, config.posterior.cg_max_residual_growth)
-    loop.prepare_workdir(config, workdir)
     done = completed_laps(workdir)
     if not done:
         mean, cov = gaussian_prior()
@@ -339,13 +296,8 @@ def run(
         done = [0]
     net_shape = tuple(config.data.image_shape)
     for lap in range(done[-1] + 1, config.em.num_laps + 1):
-        samples, _ = load_lap(workdir, lap - 1)
-        t0 = time.perf_counter()
-        train_dir = m_step(config, workdir, lap, samples, recipe)
-        time_mstep = time.perf_counter() - t0
+        train_dir, mstep_info = _m_step_once(config, workdir, lap, recipe)
         params = checkpoint.load_params(train_dir, which="ema")
         prior = ReshapedDenoiser(make_denoiser(params), net_shape, config.em.data_scale)
-        _, info = run_lap(lap, prior, obs, config, workdir, evaluate, mesh)
-        info["time/mstep_s"] = time_mstep
-        _write_lap(workdir, lap, info)
+        run_lap(lap, prior, obs, config, workdir, evaluate, mesh, extra=mstep_info)
     return [load_lap(workdir, k)[1] for k in completed_laps(workdir)]

@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import em, em_gaussian, em_recipe, plotting, storage, training
+from diffssl_jax import em, em_gaussian, em_options, em_recipe, plotting, storage, training
 from diffssl_jax.data import manifold, observations
 from diffssl_jax.evaluation import metrics
+from diffssl_jax.training import workdir_lock
 
 _CURVE_KEY = {"toy": "eval/divergence", "digits": "eval/frechet", "mri": "eval/psnr_posterior"}
 _CURVE_LABEL = {
@@ -197,21 +198,24 @@ def clean_ceiling(config, workdir: str, x_clean, obs, evaluate, recipe) -> dict:
     The same prior trained on the clean data for `em.num_laps * train.num_steps` steps. For
     the image tasks, whose per-lap metric includes `eval/psnr_posterior`, the samples scored
     are one MMPS posterior sample per observation under it (the E-step of a lap, key
-    `fold_in(key(seed), 10_000)`, chunks in `baseline_clean/estep/`, resumable); the toy's
-    metric reads only prior samples, so it is given the clean data.
+    `fold_in(key(seed), 10_000)`, chunks in `baseline_clean/estep_<steps>/`, resumable); the
+    toy's metric reads only prior samples, so it is given the clean data. The ceiling records
+    its training steps (`train/num_steps`): a run extended to more laps trains it further.
     """
     path = storage.path(workdir) / "baseline_clean.json"
-    if path.exists():
+    steps = config.em.num_laps * config.train.num_steps
+    if path.exists() and storage.read_json(path).get("train/num_steps") == steps:
         return storage.read_json(path)
     prior = train_clean_prior(config, workdir, x_clean, recipe)
     rng = jax.random.fold_in(jax.random.key(config.seed), 10_000)
     if config.em.task == "toy":
         ceiling = evaluate("clean", prior, np.asarray(x_clean), rng)
     else:
-        estep = storage.path(workdir) / "baseline_clean" / "estep"
+        estep = storage.path(workdir) / "baseline_clean" / f"estep_{steps:07d}"
         raw = em.e_step(prior, obs, rng=jax.random.fold_in(rng, 0), config=config, directory=estep)
         kept, counts = em.filter_samples(raw, config.em.sample_bound or None)
         ceiling = {**counts, **evaluate("clean", prior, kept, jax.random.fold_in(rng, 1))}
+    ceiling["train/num_steps"] = steps
     if storage.is_primary():
         storage.write_json(path, ceiling)
     return ceiling
@@ -250,7 +254,19 @@ def save_em_curve(
 
 
 def run_experiment(config, workdir: str) -> dict:
-    """Runs (or resumes) the EM experiment of `config.em.task` into `workdir`."""
+    """Runs (or resumes) the EM experiment of `config.em.task` into `workdir`.
+
+    Raises:
+      ValueError: a bad option (before anything is written; see `em_options`).
+      training.Preempted: after a SIGTERM (rerun to resume; nothing unfinished is marked done).
+    """
+    em_options.check_em_options(config)
+    with workdir_lock.hold(workdir):  # the laps, the baselines and the figures: one writer
+        return _run_experiment(config, workdir)
+
+
+def _run_experiment(config, workdir: str) -> dict:
+    """`run_experiment` under the workdir's lock: the laps, the floor and ceiling, the curve."""
     x_clean = clean_data(config)
     obs = make_observations(config, x_clean)
     recipe = em_recipe.make_recipe(config)

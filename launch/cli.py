@@ -14,11 +14,13 @@ checkout's path, also resolves outside a checkout). Overrides are `--config.x.y=
 import functools
 import importlib.resources
 import os
+import re
 import sys
+import traceback
 
 from absl import app, flags
 
-from diffssl_jax.training import parallel
+from diffssl_jax.training import finite_guard, parallel, preemption, validation, workdir_lock
 from diffssl_jax.training.logs import setup_logging
 
 CONFIG_PACKAGE = "diffssl_jax.configs"
@@ -105,6 +107,46 @@ def _exit_with(error: BaseException) -> None:
     sys.exit(1)
 
 
+# A frame of a formatted traceback: `File "path", line N, in name` and its source line.
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in [^\n]*\n[ \t]*([^\n]*)')
+
+
+def _config_paths(args: list[str]) -> set[str]:
+    """The absolute paths of the config files named by `--config`/`--problem` in `args`."""
+    paths = set()
+    for i, arg in enumerate(args):
+        name, eq, value = arg.lstrip("-").partition("=")
+        previous = args[i - 1] if i else ""
+        if arg.startswith("-") and eq and name in CONFIG_FLAGS:
+            paths.add(os.path.abspath(value.partition(":")[0]))
+        elif previous.startswith("-") and previous.lstrip("-") in CONFIG_FLAGS:
+            paths.add(os.path.abspath(arg.partition(":")[0]))
+    return paths
+
+
+def config_file_error(error: BaseException, config_paths: set[str]) -> str | None:
+    """One line for an error raised inside a config file while it loads (a NameError, a bad
+    variant, a syntax error): the file, the line, its code and the error. None when no frame
+    of the error is in one of `config_paths` (e.g. a misspelt `--config.x` override).
+
+    ml_collections re-raises a config file's ValueError and TypeError (absl wraps them in a
+    flags error) with the formatted traceback as the message; other errors arrive as raised.
+    """
+    if isinstance(error, SyntaxError) and error.filename:
+        if os.path.abspath(error.filename) in config_paths:
+            code = (error.text or "").strip()
+            return f"{error.filename}, line {error.lineno} (`{code}`): SyntaxError: {error.msg}"
+    text = (
+        str(error) if isinstance(error, flags.Error) else "".join(traceback.format_exception(error))
+    )
+    frames = [m for m in _FRAME.finditer(text) if os.path.abspath(m.group(1)) in config_paths]
+    if not frames:
+        return None
+    path, line, code = frames[-1].groups()
+    last = [row.strip() for row in text.strip().splitlines() if row.strip()][-1]
+    return f"{path}, line {line} (`{code.strip()}`): {last}"
+
+
 def parse_flags(argv: list[str], config_from_workdir: bool = False) -> list[str]:
     """absl's flag parsing with shipped config names resolved (an unknown name exits 1).
 
@@ -120,9 +162,19 @@ def parse_flags(argv: list[str], config_from_workdir: bool = False) -> list[str]
     if config_from_workdir and not _config_given(args):
         args = _workdir_config_arg([argv[0], *args]) + args
     try:
-        return app.parse_flags_with_usage([argv[0], *args])
-    except (AttributeError, KeyError, OSError) as e:  # a misspelt override, an unreadable config
-        _exit_with(e)
+        return flags.FLAGS([argv[0], *args])
+    except Exception as e:  # a config file may raise anything: one line for each
+        line = config_file_error(e, _config_paths(args))
+        if line is not None:
+            sys.stderr.write(f"FATAL error in the config file: {line}\nFix it and rerun.\n")
+            sys.exit(1)
+        if isinstance(e, (AttributeError, KeyError, OSError)):  # a misspelt override
+            _exit_with(e)
+        if isinstance(e, flags.Error):  # as `app.parse_flags_with_usage` reports it
+            sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+            sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+            sys.exit(1)
+        raise
 
 
 def start() -> None:
@@ -131,8 +183,52 @@ def start() -> None:
     parallel.initialize_distributed()
 
 
+def stop_on_preemption(main):
+    """`main` with SIGTERM handled (`training.preemption`): a preempted run exits with status
+    `preemption.EXIT_STATUS` (75) and "preempted, rerun to resume" instead of a traceback."""
+
+    @functools.wraps(main)
+    def preemptible_main(argv):
+        with preemption.handle_sigterm():
+            try:
+                return main(argv)
+            except preemption.Preempted as e:
+                sys.stderr.write(f"preempted, rerun to resume: SIGTERM {e.where}\n")
+                sys.exit(preemption.EXIT_STATUS)
+
+    return preemptible_main
+
+
+# Errors whose message is the whole story (what is wrong, what to do): one line, exit 1.
+USER_ERRORS = (
+    validation.ConfigError,
+    finite_guard.NonFiniteError,
+    workdir_lock.WorkdirLockedError,
+)
+
+
+def report_user_errors(main):
+    """`main` with `USER_ERRORS` printed as one `FATAL` line (exit 1), not a traceback."""
+
+    @functools.wraps(main)
+    def reporting_main(argv):
+        try:
+            return main(argv)
+        except USER_ERRORS as e:
+            text = str(e).replace("\n", " ")
+            sys.stderr.write(f"FATAL {type(e).__name__}: {text}\n")
+            sys.exit(1)
+
+    return reporting_main
+
+
 def run(main, config_from_workdir: bool = False) -> None:
-    """Runs an absl `main` with this module's flag parsing (a launcher's console script)."""
+    """Runs an absl `main` with this module's flag parsing (a launcher's console script).
+
+    A SIGTERM (a preemption) saves what is in flight and exits with status 75
+    (`preemption.EXIT_STATUS`, EX_TEMPFAIL) and "preempted, rerun to resume".
+    """
     app.run(
-        main, flags_parser=functools.partial(parse_flags, config_from_workdir=config_from_workdir)
+        stop_on_preemption(report_user_errors(main)),
+        flags_parser=functools.partial(parse_flags, config_from_workdir=config_from_workdir),
     )

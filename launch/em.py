@@ -9,7 +9,11 @@
 (importable, for Colab and tests). The workdir gets `config.json`, `metrics.jsonl` (one line
 per lap), `em/lap_XXX/` (each lap's M-step workdir, E-step chunks and kept samples) and
 `figures/`. Running the same command again resumes inside the lap where a killed run
-stopped; a finished run is not redone.
+stopped; a finished run is not redone, and `--config.em.num_laps` may be raised to extend
+it. Every option is checked before the workdir is written. A SIGTERM (a preemption)
+checkpoints the M-step's step in flight or finishes the E-step's chunk in flight, marks
+nothing unfinished as done and exits with status 75 (EX_TEMPFAIL, `training.preemption`)
+and "preempted, rerun to resume": rerun the same command to continue.
 """
 
 import json

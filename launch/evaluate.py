@@ -14,7 +14,8 @@ MSE; CelebA: mean AP of its 40), per DiTi subset group, to `DIR/eval/attributes.
 with interpolated subsets), to `DIR/figures/counterfactuals.png`, and how much of each
 measured digit attribute they move (over `--config.eval.counterfactual_pairs` pairs), to
 `DIR/eval/counterfactuals.json` (`evaluation.counterfactuals`). A table of the numbers is
-printed at the end. From a checkout, `python -m launch.evaluate` is the same command.
+printed at the end. From a checkout, `python -m launch.evaluate` is the same command. A
+SIGTERM stops it at once with exit status 75 (`training.preemption`); rerun to redo it.
 Example (fast):
 
     diffssl-evaluate --workdir=/tmp/ddpm --config.eval.feature_t=0.1 \

@@ -17,6 +17,11 @@ r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmenta
    masked, restored, pairs per t) for recipes that restore a corruption
    (`evaluation.figures`).
 4. Prints the numbers.
+
+A SIGTERM (a preemption) during the pretraining checkpoints its step in flight; anywhere
+else it stops at once (evaluations and figures are redone by a rerun). Either way nothing
+after the unfinished stage runs, and the program exits with status 75 (EX_TEMPFAIL,
+`training.preemption`) and "preempted, rerun to resume": rerun the same command to continue.
 """
 
 import os
@@ -28,6 +33,7 @@ from ml_collections import config_flags
 from diffssl_jax import methods, training
 from diffssl_jax.evaluation import digit_tasks, figures, representation
 from diffssl_jax.launch import cli
+from diffssl_jax.training import workdir_lock
 
 config_flags.DEFINE_config_file("config", cli.resolve_config("mdm/digits"), "Name or path.")
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and eval/ go.")
@@ -50,6 +56,12 @@ def main(argv):
     cli.start()
     f, start = flags.FLAGS, time.perf_counter()
     config, workdir = f.config, f.workdir
+    with workdir_lock.hold(workdir):  # one writer per workdir, for every stage
+        _pipeline(f, config, workdir, start)
+
+
+def _pipeline(f, config, workdir: str, start: float) -> None:
+    """Pretrains (or reuses the pretraining), evaluates, draws the figures, prints."""
     recipe = methods.make_recipe(config)
     training.train(training_config(f["config"]), workdir, recipe)
     results = representation.evaluate_representation(

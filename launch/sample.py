@@ -10,11 +10,16 @@ the posterior of held-out images' observations under the workdir's prior and wri
 `DIR/eval/posterior_<name>.{npz,json}` (samples, mean, PSNR/SSIM against the ground truth)
 and `DIR/figures/posterior_<name>.png` (`diffssl_jax.evaluation.posterior.write_posterior`).
 From a checkout, `python -m launch.sample` is the same command.
+
+An EM workdir (`launch/em.py`) has no sampler of its own: the command says what it holds
+and how to sample a lap's prior in Python. A SIGTERM stops it with exit status 75
+(`training.preemption`); rerun to redo it.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from diffssl_jax import storage
 from diffssl_jax.evaluation.posterior import write_posterior
 from diffssl_jax.evaluation.samples import write_samples
 from diffssl_jax.launch import cli
@@ -28,11 +33,39 @@ config_flags.DEFINE_config_file("problem", None, "Inverse problem config: name o
 flags.mark_flags_as_required(["workdir"])
 
 
+def em_workdir_message(workdir: str) -> str | None:
+    """What an EM workdir (or an EM lap's M-step workdir) holds and how to sample its prior;
+    None for any other workdir."""
+    path = storage.path(workdir) / "config.json"
+    if not path.exists() or storage.read_json(path).get("method") != "em":
+        return None
+    sample_prior = (
+        "To sample a lap's prior, in Python: config = diffssl_jax.load_config(TRAIN); "
+        "x = diffssl_jax.em_recipe.make_recipe(config).sample(diffssl_jax.load_params(TRAIN), "
+        "jax.random.key(0), 64), in network units (times config.em.data_scale for EM units)"
+    )
+    if (storage.path(workdir) / "em").is_dir():
+        return (
+            f"{workdir} is an EM workdir (launch.em), not a trained prior: em/lap_XXX/ holds "
+            "each lap's posterior samples (samples.npy; diffssl_jax.em.load_lap(workdir, lap)) "
+            "and its M-step's training workdir (train/), and figures/ the samples drawn at "
+            f"every lap. {sample_prior}, with TRAIN = {workdir}/em/lap_XXX/train (the last lap: "
+            "the learned prior)."
+        )
+    return (
+        f"{workdir} is the M-step workdir of an EM lap (launch.em); launch.sample does not "
+        f"build EM's prior. {sample_prior}, with TRAIN = {workdir}."
+    )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.start()
     f = flags.FLAGS
+    message = em_workdir_message(f.workdir)
+    if message:
+        raise app.UsageError(message)
     if f.problem is not None:
         if f.sampler:
             f.problem.sampling.sampler = f.sampler

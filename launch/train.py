@@ -4,7 +4,9 @@
 as `--config.train.num_steps=100`. From a checkout, `python -m launch.train` is the same
 command. The logic lives in the library (`diffssl_jax.training.train`), so Colab and tests
 call the same function. Running the command again on the same workdir resumes; a finished
-run is not redone. Example:
+run is not redone. A SIGTERM (a preemption) checkpoints the step in flight and exits with
+status 75 (EX_TEMPFAIL, `training.preemption`) and "preempted, rerun to resume", so that a
+scheduler does not record success; rerun the same command to continue. Example:
 
     diffssl-train --config=ddpm/digits:tiny --workdir=/tmp/ddpm
     .venv/bin/python -m launch.train --config=configs/ddpm/digits.py:tiny --workdir=/tmp/ddpm

@@ -27,9 +27,29 @@ def _num_observations(ys) -> int:
     return int(jnp.shape(ys)[0])
 
 
+def _check_finite(name: str, tree) -> None:
+    """Raises ValueError if a concrete floating (or complex) leaf of `tree` is NaN or inf."""
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.core.Tracer) or not hasattr(leaf, "dtype"):
+            continue  # traced inside jit (the values are not known) or not an array
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            continue
+        bad = int(jnp.size(leaf) - jnp.sum(jnp.isfinite(leaf)))
+        if bad:
+            raise ValueError(
+                f"{name} contains {bad} NaN or inf value(s) (an array of shape "
+                f"{jnp.shape(leaf)}); the posterior of a non-finite observation is undefined: "
+                "drop or repair those observations before sampling."
+            )
+
+
 def _check_batch(operators, ys, noise_var, shape, dtype) -> int:
-    """Checks leading axes agree and the first observation is a valid inverse problem."""
+    """Checks leading axes agree, the values are finite and the first observation is a valid
+    inverse problem."""
     n = _num_observations(ys)
+    _check_finite("ys", ys)
+    _check_finite("the operators", operators)
+    _check_finite("noise_var", noise_var)
     for leaf in jax.tree.leaves(operators):
         if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != n:
             raise ValueError(
@@ -127,8 +147,9 @@ def sample_posterior(
       ``[N, num_per_observation, *shape]`` samples.
 
     Raises:
-      ValueError: mismatched leading axes, or (from ``check_operator``) an operator whose
-        output does not match ``y``, a negative or complex noise variance, a non-linear map.
+      ValueError: NaN or inf in ``ys``, the operators or ``noise_var``, mismatched leading
+        axes, or (from ``check_operator``) an operator whose output does not match ``y``, a
+        negative or complex noise variance, a non-linear map.
     """
     sigmas = samplers.check_sigmas(sigmas)
     n = _check_batch(operators, ys, noise_var, shape, sigmas.dtype)

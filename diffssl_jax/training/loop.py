@@ -2,13 +2,19 @@
 
 It knows nothing of any method: the recipe gives `init`, `loss` and (optionally) `sample`.
 Resume order: the workdir's latest finalised checkpoint, then `config.train.init_from`
-(parameters only), then scratch. A finished run is not redone.
+(parameters only), then scratch. A finished run is not redone (a missing final sample grid,
+lost to a kill after the last checkpoint, is drawn).
+
+Nothing wrong is committed: every check that can fail on the config (`validation`: ranges,
+the data's first batch, an abstract initialisation of the network, a resumed run's changed
+keys) runs before the workdir is written; every step is checked for non-finite values on
+device (`finite_guard`), read before each save, sample grid and log line, so a
+non-finite state is never checkpointed and the run stops naming the last good checkpoint.
 """
 
 import contextlib
 import functools
 import json
-import signal
 import sys
 import time
 
@@ -20,50 +26,60 @@ import tqdm
 from absl import logging
 
 from diffssl_jax import data, plotting, storage
-from diffssl_jax.training import checkpoint, logs, metric_writers, parallel
+from diffssl_jax.training import (
+    checkpoint,
+    finite_guard,
+    logs,
+    metric_writers,
+    parallel,
+    preemption,
+    validation,
+    workdir_lock,
+)
 from diffssl_jax.training.state import TrainState, create_train_state
 from diffssl_jax.training.step import make_optimizer, make_train_step
 
-# Keys that may change when a run is resumed (extending or re-pacing a run is legitimate).
+# Keys (fnmatch patterns) that may change when a run resumes: they set how the run goes on
+# (optimiser, length, cadence, devices), not what the checkpointed state means. Everything
+# else (model, data, corruption, objective, method, seed, batch size, pipeline) may not.
+# optim.grad_clip_norm may change but not between 0 and > 0 (`validation.resume_conflicts`).
 RESUMABLE_CHANGES = (
+    "optim.*",  # lr_peak, warmup_steps, decay, weight_decay, grad_clip_norm, ema_decay
     "train.num_steps",
     "train.log_every_steps",
-    "train.progress_bar",
-    "train.sample_every_steps",
     "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "train.sample_every_steps",
+    "train.num_samples",
+    "train.progress_bar",
+    "mesh.num_devices",  # the same global batch on another device count
+    "em.num_laps",  # EM (`diffssl_jax.em`): extending a finished run continues from its last lap
 )
 
 
-def _flatten(config: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes `config.json` (process 0), or checks that a resumed run uses the same config."""
+def check_resumable(config, workdir: str, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> None:
+    """Raises a `validation.ConfigError` if `workdir` was trained with a config that differs
+    from `config` in a key that may not change on resume (reads only; no-op on a new workdir)."""
     path = storage.path(workdir) / "config.json"
+    if not path.exists():
+        return
     current = json.loads(config.to_json())
-    if path.exists():
-        saved = storage.read_json(path)
-        new, old = _flatten(current), _flatten(saved)
-        changed = sorted(
-            k
-            for k in set(new) | set(old)
-            if new.get(k) != old.get(k) and k not in RESUMABLE_CHANGES
+    conflicts = validation.resume_conflicts(storage.read_json(path), current, resumable)
+    if conflicts:
+        raise validation.ConfigError(
+            f"{workdir} was trained with a different config ({'; '.join(conflicts)}). These "
+            "keys cannot change on resume: rerun with the saved values, or start a new "
+            f"--workdir. Keys that may change on resume: {', '.join(resumable)}."
         )
-        if changed:
-            details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-            raise ValueError(
-                f"{workdir} was trained with a different config ({details}). Resume with the "
-                "same config, or start a new --workdir."
-            )
+
+
+def prepare_workdir(
+    config: ml_collections.ConfigDict, workdir: str, resumable: tuple[str, ...] = RESUMABLE_CHANGES
+) -> None:
+    """Checks a resumed run's config (`check_resumable`), then writes `config.json` (process 0)."""
+    check_resumable(config, workdir, resumable)
     if storage.is_primary():
-        storage.write_json(path, current, indent=2)
+        storage.write_json(storage.path(workdir) / "config.json", json.loads(config.to_json()), 2)
 
 
 def _abstract_state(init_fn, tx, rng, sharding) -> TrainState:
@@ -74,7 +90,11 @@ def _abstract_state(init_fn, tx, rng, sharding) -> TrainState:
 
 
 def init_or_restore(config, workdir, recipe, example_batch, mesh, manager):
-    """Returns (state, data_state or None, start_step) following the resume order."""
+    """Returns (state, data_state or None, start_step) following the resume order.
+
+    The optimiser is built from the current `config.optim` (which may differ from the saved
+    run's, `RESUMABLE_CHANGES`); its restored state has the same structure.
+    """
     tx, _ = make_optimizer(**config.optim, num_steps=config.train.num_steps)
     init_fn = functools.partial(recipe.init, batch=example_batch)
     rng = jax.random.key(config.seed)
@@ -95,41 +115,11 @@ def init_or_restore(config, workdir, recipe, example_batch, mesh, manager):
     return state, None, 0
 
 
-class _Preemption:
-    """Turns SIGTERM into a flag the loop polls, so it can checkpoint and exit cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. some notebook kernels)
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def _log(metrics_window, step, first_step, last_checkpoint, start_time, writer):
-    """Averages the window's metrics, stops on non-finite values, writes them to `writer`
-    (metrics.jsonl, TensorBoard and the progress line; see `metric_writers`)."""
+def _log(metrics_window, step, start_time, writer):
+    """Averages the window's metrics and writes them to `writer` (metrics.jsonl, TensorBoard
+    and the progress line; see `metric_writers`). The finite guard has been read before."""
     host = jax.device_get(metrics_window)
     summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-    bad = sorted(k for k, v in summary.items() if not np.isfinite(v))
-    if bad:
-        raise FloatingPointError(
-            f"non-finite {bad} between steps {first_step} and {step}; the last checkpoint is "
-            f"at step {last_checkpoint}. Lower optim.lr_peak or check the data, then rerun "
-            "(the run resumes from that checkpoint)."
-        )
     # Measured after device_get, which waits for the window's steps: compute, not dispatch.
     elapsed = time.perf_counter() - start_time
     summary["time/steps_per_sec"] = len(host) / max(elapsed, 1e-9)
@@ -156,30 +146,79 @@ def _save_samples(recipe, sample_fn, state, config, workdir, step, writer):
     logging.info("step %d: wrote %s", step, path)
 
 
+def _draw_missing_final_grid(recipe, sample_fn, state, config, workdir, step) -> None:
+    """The final sample grid of a finished run, if a kill after its last checkpoint lost it."""
+    figure = storage.path(workdir) / "figures" / f"samples_{step:07d}.png"
+    if sample_fn is None or not config.train.sample_every_steps or figure.exists():
+        return
+    # No purge_step: this adds the step's image to the finished run's TensorBoard events.
+    writer = (
+        metric_writers.TensorBoardWriter(storage.path(workdir)) if storage.is_primary() else None
+    )
+    with contextlib.closing(writer or metric_writers.MultiWriter([])):
+        _save_samples(recipe, sample_fn, state, config, workdir, step, writer)
+
+
+def _check_and_load(config, workdir, recipe, source):
+    """Every check that can fail on the config, before anything is written to `workdir`.
+
+    Returns:
+        (mesh, dataset, example_batch).
+    """
+    validation.check_config(config)
+    mesh = parallel.make_mesh(config.mesh.num_devices)
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    if source is None:
+        source = data.source_for(config.data)
+    dataset = data.make_dataset(
+        source,
+        global_batch_size=config.train.batch_size,
+        seed=config.seed,
+        random_flip=config.pipeline.random_flip,
+    )
+    example_batch = dataset[0]
+    try:
+        data.validate_batch(example_batch, tuple(config.data.image_shape))
+    except ValueError as error:
+        raise validation.ConfigError(f"{error} Nothing was written to {workdir}.") from error
+    validation.check_model_fits_data(recipe.init, example_batch, config.seed)
+    check_resumable(config, workdir)
+    return mesh, dataset, example_batch
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=None) -> TrainState:
     """Trains `recipe` into `workdir`; resumes when checkpoints exist.
 
     The data are `config.data`'s source, or `source` (any random-access source, e.g. an
-    `ArraySource` of EM posterior samples) when given.
+    `ArraySource` of EM posterior samples) when given. The config is checked before anything
+    is written; then the run holds the workdir's lock (`workdir_lock.hold`: a second run on
+    the same workdir fails at once) and waits for checkpoint saves in flight on every exit.
+
+    Raises:
+        validation.ConfigError: a bad config (nothing was written).
+        finite_guard.NonFiniteError: a step gave NaN or inf (not saved; the message names
+            the last good checkpoint and how to resume from it).
+        preemption.Preempted: after a SIGTERM (the step in flight was checkpointed).
     """
+    mesh, dataset, example_batch = _check_and_load(config, workdir, recipe, source)
+    with workdir_lock.hold(workdir):
+        prepare_workdir(config, workdir)
+        manager = checkpoint.make_manager(workdir, keep=config.train.keep_checkpoints)
+        try:
+            return _train(config, workdir, recipe, mesh, dataset, example_batch, manager)
+        finally:
+            manager.wait_until_finished()  # on every exit path: no save in flight is dropped
+
+
+def _train(config, workdir, recipe, mesh, dataset, example_batch, manager) -> TrainState:
     cfg = config.train
-    mesh = parallel.make_mesh(config.mesh.num_devices)
-    parallel.check_batch_size(cfg.batch_size, mesh)
-    if source is None:
-        source = data.source_for(config.data)
-    prepare_workdir(config, workdir)
-    dataset = data.make_dataset(
-        source,
-        global_batch_size=cfg.batch_size,
-        seed=config.seed,
-        random_flip=config.pipeline.random_flip,
-    )
     iterator = data.make_iterator(dataset, num_workers=config.pipeline.num_workers)
-    example_batch = dataset[0]
-    data.validate_batch(example_batch, tuple(config.data.image_shape))
-    manager = checkpoint.make_manager(workdir, keep=cfg.keep_checkpoints)
     state, data_state, step = init_or_restore(config, workdir, recipe, example_batch, mesh, manager)
+    sample_fn = (
+        jax.jit(functools.partial(recipe.sample, num=cfg.num_samples)) if recipe.sample else None
+    )
     if step >= cfg.num_steps:
+        _draw_missing_final_grid(recipe, sample_fn, state, config, workdir, step)
         logging.info(
             "%s: already trained to step %d >= train.num_steps; nothing to do.", workdir, step
         )
@@ -190,13 +229,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=Non
     _, schedule = make_optimizer(**config.optim, num_steps=cfg.num_steps)
     sharding = parallel.replicated(mesh)
     step_fn = jax.jit(
-        make_train_step(recipe.loss, ema_decay=config.optim.ema_decay, lr_schedule=schedule),
-        in_shardings=(sharding, parallel.batch_sharded(mesh)),
-        out_shardings=(sharding, sharding),
+        finite_guard.with_finite_guard(
+            make_train_step(recipe.loss, ema_decay=config.optim.ema_decay, lr_schedule=schedule)
+        ),
+        in_shardings=(sharding, parallel.batch_sharded(mesh), sharding),
+        out_shardings=(sharding, sharding, sharding),
         donate_argnums=0,
-    )
-    sample_fn = (
-        jax.jit(functools.partial(recipe.sample, num=cfg.num_samples)) if recipe.sample else None
     )
     return _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn)
 
@@ -216,44 +254,46 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
     writer = metric_writers.create_default_writer(
         workdir, num_steps=cfg.num_steps, start_step=step, process_index=jax.process_index()
     )
-    logging.info(
-        "training %s from step %d to %d (view with: tensorboard --logdir=%s)",
-        workdir,
-        step,
-        cfg.num_steps,
-        workdir,
-    )
+    view = f"view with: tensorboard --logdir={workdir}"
+    logging.info("training %s from step %d to %d (%s)", workdir, step, cfg.num_steps, view)
     window, window_start, t0 = [], step, time.perf_counter()
-    last_checkpoint = step
-    with _Preemption() as preemption, contextlib.closing(writer):
+    # 0, or the first step that gave a non-finite value (on device: no host sync per step).
+    first_bad = jax.device_put(np.int32(0), parallel.replicated(mesh))
+    # A SIGTERM sets a flag: the step in flight is checkpointed, then `Preempted` is raised.
+    stage = preemption.deferred(f"while training {workdir}")
+    with preemption.handle_sigterm(), stage, contextlib.closing(writer):
         while step < cfg.num_steps:
             batch = parallel.to_global_batch(next(iterator), mesh)
             with jax.transfer_guard("disallow"):
-                state, metrics = step_fn(state, batch)
+                state, metrics, first_bad = step_fn(state, batch, first_bad)
             step += 1
             window.append(metrics)
             bar.update(1)
             # Read once: a SIGTERM arriving later in this iteration is handled in the next one.
-            stop = preemption.requested
-            if step % cfg.log_every_steps == 0 or step == cfg.num_steps:
+            stop = preemption.requested()
+            last = step == cfg.num_steps
+            log_now = step % cfg.log_every_steps == 0 or last
+            save_now = step % cfg.checkpoint_every_steps == 0 or last or stop
+            every = cfg.sample_every_steps
+            sample_now = bool(sample_fn and every and (step % every == 0 or last))
+            if log_now or save_now or sample_now:  # nothing non-finite is written or drawn
+                finite_guard.stop_if_non_finite(
+                    first_bad, window, window_start, manager, config, workdir
+                )
+            if log_now:
                 bar.clear()  # the progress line goes where the bar was (a terminal)
-                summary = _log(window, step, window_start, last_checkpoint, t0, writer)
+                summary = _log(window, step, t0, writer)
                 bar.set_postfix(loss=f"{summary['train/loss']:.4f}")
                 window, window_start, t0 = [], step, time.perf_counter()
-            if step % cfg.checkpoint_every_steps == 0 or step == cfg.num_steps or stop:
+            if save_now:
                 checkpoint.save(manager, state, iterator.get_state(), {"step": step})
-                last_checkpoint = step
-            if (
-                sample_fn
-                and cfg.sample_every_steps
-                and (step % cfg.sample_every_steps == 0 or step == cfg.num_steps)
-            ):
+            if sample_now:
                 _save_samples(recipe, sample_fn, state, config, workdir, step, writer)
             if stop:
+                manager.wait_until_finished()
                 logging.warning(
                     "SIGTERM: checkpointed step %d; rerun the same command to resume.", step
                 )
-                break
-    manager.wait_until_finished()
+                raise preemption.Preempted(f"while training {workdir} (at step {step})", step)
     bar.close()
     return state

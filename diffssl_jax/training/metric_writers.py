@@ -121,6 +121,20 @@ class JsonlWriter:
         pass
 
 
+def drop_rows_after(path: Any, step: int) -> int:
+    """Rewrites a `metrics.jsonl` keeping its rows of steps <= `step` (atomically, through
+    `storage`, so on `gs://` too): a run resumed from step `step` redoes the later steps.
+    Returns how many rows were dropped."""
+    path = storage.path(path)
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) < len(lines):
+        storage.write_text(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
 def upscale(image: np.ndarray, min_size: int) -> np.ndarray:
     """Repeats pixels (nearest neighbour) by the smallest integer factor that makes the
     image's shorter side at least `min_size`, so small grids are legible in TensorBoard."""
@@ -257,6 +271,12 @@ def create_default_writer(
     """The training loop's writer: `metrics.jsonl`, TensorBoard and the progress line on
     process 0; only the progress line on other processes (they write no shared files).
 
+    A run that starts at `start_step` (the checkpoint it resumes from, or 0) logs steps
+    `> start_step` only, and those a killed earlier run may have logged already: its rows
+    of later steps are dropped from `metrics.jsonl` (`drop_rows_after`), and TensorBoard
+    hides its events of steps >= `start_step + 1` (`purge_step`; the rows of `start_step`
+    itself and before stay, as nothing redoes them).
+
     Args:
         workdir: the run's workdir (local or `gs://...`).
         num_steps: the run's total steps (for the progress and ETA).
@@ -265,10 +285,14 @@ def create_default_writer(
     """
     if process_index != 0:
         return MultiWriter([LoggingWriter(num_steps)])
+    metrics = storage.path(workdir) / "metrics.jsonl"
+    dropped = drop_rows_after(metrics, start_step)
+    if dropped:
+        logging.info("%s: dropped %d rows after step %d (redone now)", metrics, dropped, start_step)
     return MultiWriter(
         [
-            JsonlWriter(storage.path(workdir) / "metrics.jsonl"),
-            TensorBoardWriter(storage.path(workdir), purge_step=start_step or None),
+            JsonlWriter(metrics),
+            TensorBoardWriter(storage.path(workdir), purge_step=start_step + 1),
             LoggingWriter(num_steps),
         ]
     )

@@ -2,6 +2,7 @@
 readable log lines (no '\\r'), a progress line per log window, TensorBoard scalars and
 sample grids in the workdir; reading its parameters back logs no orbax warning."""
 
+import gc
 import glob
 import json
 import logging as py_logging
@@ -88,6 +89,7 @@ def test_tensorboard_scalars_and_samples_match_metrics_jsonl(run):
 def test_load_params_logs_no_orbax_warning(run, caplog):
     workdir, _ = run
     caplog.set_level(py_logging.DEBUG)
+    gc.collect()  # another test's leftovers (e.g. unclosed pipes) must not warn in here
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(2):
