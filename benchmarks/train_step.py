@@ -5,8 +5,10 @@
     .venv/bin/python benchmarks/train_step.py --config=configs/ddpm/cifar10.py:tiny \
         --batch_size=8 --set model.model_channels=16
 
-Our side: `methods.make_recipe(config)`, `make_optimizer`, `make_train_step`, jitted with the
-state donated, on random float32 batches. It reports the trace (`.lower`) and XLA compile
+Our side: `methods.make_recipe(config)`, `make_optimizer`, `make_train_step` wrapped in the
+on-device non-finite guard (`training.finite_guard`, as the training loop runs it), jitted
+with the state donated, on random float32 batches; `--guard_overhead` also times the plain
+step in the same run and prints the guard's cost. It reports the trace (`.lower`) and XLA compile
 (`.compile`) times, the first call and the median of the timed steps. The reference
 (`benchmarks/torch_reference.py`) runs in `benchmarks/.venv-torch` (made by
 `benchmarks/setup_torch_reference.sh`) as a subprocess, after ours, with the same sizes,
@@ -32,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from diffssl_jax import methods  # noqa: E402
 from diffssl_jax.models.unet import UNet  # noqa: E402
+from diffssl_jax.training.finite_guard import with_finite_guard  # noqa: E402
 from diffssl_jax.training.state import create_train_state  # noqa: E402
 from diffssl_jax.training.step import make_optimizer, make_train_step  # noqa: E402
 
@@ -72,8 +75,21 @@ def parse_override(text: str) -> tuple[str, object]:
         return key, value
 
 
-def time_ours(config, batch_size: int, steps: int, warmup: int) -> dict:
+def _guarded(step_fn):
+    """The step as the loop runs it: with the non-finite guard, its flag kept as an output."""
+    guarded = with_finite_guard(step_fn)
+
+    def step(state, batch):
+        state, metrics, first_bad = guarded(state, batch, jnp.int32(0))
+        return state, {**metrics, "first_bad": first_bad}
+
+    return step
+
+
+def time_ours(config, batch_size: int, steps: int, warmup: int, guard: bool = True) -> dict:
     """Builds the recipe's train step for `config`, jits it (state donated) and times it.
+
+    With `guard` (the default) the step carries the training loop's non-finite guard.
 
     Reports the trace (`.lower`) and XLA compile (`.compile`) times, the first call, and the
     median wall and process-CPU (`time.process_time`, all threads) times of the timed steps.
@@ -81,6 +97,8 @@ def time_ours(config, batch_size: int, steps: int, warmup: int) -> dict:
     recipe = methods.make_recipe(config)
     tx, schedule = make_optimizer(**config.optim, num_steps=config.train.num_steps)
     step_fn = make_train_step(recipe.loss, ema_decay=config.optim.ema_decay, lr_schedule=schedule)
+    if guard:
+        step_fn = _guarded(step_fn)
     rng_data, rng_labels, rng_state = jax.random.split(jax.random.key(config.seed), 3)
     shape = (batch_size, *config.data.image_shape)
     batch = {
@@ -227,6 +245,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps, the first included")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--torch_compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--guard_overhead", action="store_true", help="also time the step without the guard"
+    )
     args = parser.parse_args()
 
     overrides = dict(parse_override(s) for s in args.set)
@@ -244,6 +265,14 @@ def main() -> None:
         print(f"{label}, image {tuple(config.data.image_shape)}, batch {batch_size}", flush=True)
         ours = time_ours(config, batch_size, args.steps, args.warmup)
         print("ours:", json.dumps(ours), flush=True)
+        if args.guard_overhead:
+            plain = time_ours(config, batch_size, args.steps, args.warmup, guard=False)
+            ratio = ours["step_time_s"] / plain["step_time_s"]
+            print(
+                f"non-finite guard: step {ours['step_time_s']:.3f} s with, "
+                f"{plain['step_time_s']:.3f} s without ({ratio:.3f}x)",
+                flush=True,
+            )
         flags = torch_args(config, batch_size, args.steps, args.warmup)
         torch_result = None if args.no_torch else time_torch(flags, args.torch_compile)
         if torch_result is not None:
