@@ -5,7 +5,8 @@
 One lap = an M-step (the one training loop, `training.train(..., source=)`) plus an
 E-step (`em.e_step`: MMPS posterior samples, one per observation). The reference on the
 same machine in the same run is unguided sampling of the same number of examples from the
-same prior with the same sampler and grid (`samplers.sample`). Times are wall-clock after
+same prior with the same sampler and grid (`samplers.sample` on
+`samplers.sigmas_from_config(config.sampling)`). Times are wall-clock after
 a warm-up call that compiles (first-call times are printed apart).
 """
 
@@ -37,10 +38,11 @@ def main(argv):
     import jax
     import numpy as np
 
-    from diffssl_jax import em, em_recipe, em_tasks, training
+    from diffssl_jax import em, methods, training
     from diffssl_jax.configs.em.toy import get_config
     from diffssl_jax.data import ArraySource
     from diffssl_jax.sampling import samplers
+    from diffssl_jax.sampling.denoisers import ScaledDenoiser
     from diffssl_jax.training import checkpoint
 
     config = get_config()
@@ -50,25 +52,32 @@ def main(argv):
         config.sampling.num_steps = _STEPS.value
         config.train.num_steps = _TRAIN.value
         config.posterior.cg_maxiter = _CG.value
-    x = em_tasks.clean_data(config)
-    obs = em_tasks.make_observations(config, x)
-    recipe = em_recipe.make_recipe(config)
+    experiment = em.make_experiment(config)
+    x = experiment.clean_data()
+    problem = experiment.observe(x)
+    recipe = methods.make_recipe(config)
     workdir = tempfile.mkdtemp()
     images = (x / config.em.data_scale).reshape(len(x), 1, 1, 5).astype(np.float32)
     train = functools.partial(training.train, recipe=recipe, source=ArraySource(images))
     _, first_m = _timed(lambda: train(config, os.path.join(workdir, "m0")))
     _, m_time = _timed(lambda: train(config, os.path.join(workdir, "m1")))
     params = checkpoint.load_params(os.path.join(workdir, "m1"))
-    prior = em.ReshapedDenoiser(em_recipe.make_denoiser(config, params), (1, 1, 5), 2.0)
+    prior = ScaledDenoiser(recipe.denoiser(params), (1, 1, 5), config.em.data_scale)
 
     def estep(tag):
         return em.e_step(
-            prior, obs, rng=jax.random.key(0), config=config, directory=f"{workdir}/{tag}"
+            prior,
+            problem,
+            rng=jax.random.key(0),
+            sampling=config.sampling,
+            posterior=config.posterior,
+            chunk_size=config.em.chunk_size,
+            directory=f"{workdir}/{tag}",
         )
 
     _, first_e = _timed(lambda: estep("e0"))
     _, e_time = _timed(lambda: estep("e1"))
-    sigmas = em._sigmas(config.sampling)
+    sigmas = samplers.sigmas_from_config(config.sampling)
     run = jax.jit(
         lambda d, k: samplers.sample(d, k, (5,), sigmas, config.sampling.sampler, _N.value)
     )

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/em_gaussian.py --num_observations=128 --acceleration=4
 
-`em_gaussian.em_iteration` materialises each realified operator `[M, D]` and solves an
+`em.gaussian.em_iteration` materialises each realified operator `[M, D]` and solves an
 `M x M` system per observation. For column-undersampled k-space most of the `M = 2 H W`
 rows are zero (unsampled columns, and the imaginary part of the real DFT coefficients);
 with `rows = support_size(...)` only the support enters the solve, with the same result
@@ -30,13 +30,16 @@ def main(argv):
     import jax.numpy as jnp
     import numpy as np
 
-    from diffssl_jax import em_gaussian
-    from diffssl_jax.data import observations
     from diffssl_jax.data.phantoms import PhantomSource
+    from diffssl_jax.em import gaussian as em_gaussian
+    from diffssl_jax.posterior import observations
 
     size, n = _SIZE.value, _N.value
     x = jnp.asarray(PhantomSource("train", size=size).images[:n])
-    y, ops = observations.kspace_measurements(0, x, _ACCEL.value, 0.08, 0.01)
+    problem = observations.undersampled_mri(
+        0, x, noise_std=0.01, acceleration=_ACCEL.value, center_fraction=0.08
+    )
+    y, ops = problem.y, problem.operators
     shape, d = (size, size, 1), size * size
     rows = em_gaussian.support_size(ops, shape)
     mean, cov = jnp.zeros(d), jnp.eye(d)

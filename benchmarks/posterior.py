@@ -33,7 +33,7 @@ from diffssl_jax.configs.ddpm.digits import get_config as digits_config  # noqa:
 from diffssl_jax.corruptions.schedules import make_schedule  # noqa: E402
 from diffssl_jax.models.mlp import MLP  # noqa: E402
 from diffssl_jax.models.unet import UNet  # noqa: E402
-from diffssl_jax.posterior.mmps import noise_array  # noqa: E402
+from diffssl_jax.posterior.checks import noise_array  # noqa: E402
 from diffssl_jax.sampling.denoisers import make_vp_denoiser  # noqa: E402
 from diffssl_jax.training.checkpoint import load_params  # noqa: E402
 
@@ -64,10 +64,11 @@ def naive_mmps(denoiser, A, y, noise_var, *, cg_maxiter):
 
 def _methods():
     rows = [("denoiser", None)]
-    rows += [(f"MMPS k={k}", functools.partial(posterior.mmps, cg_maxiter=k)) for k in (1, 3, 10)]
+    method = posterior.posterior_method
+    rows += [(f"MMPS k={k}", method("mmps", cg_maxiter=k)) for k in (1, 3, 10)]
     rows += [(f"naive MMPS k={k}", functools.partial(naive_mmps, cg_maxiter=k)) for k in (1, 3, 10)]
-    rows += [("DPS", posterior.dps), ("PiGDM", posterior.pigdm), ("TMPD", posterior.tmpd)]
-    return rows + [("DiffPIR", posterior.diffpir)]
+    names = {"dps": "DPS", "pigdm": "PiGDM", "tmpd": "TMPD", "diffpir": "DiffPIR"}
+    return rows + [(label, method(name)) for name, label in names.items()]
 
 
 def _batched_call(make_posterior, sigma):

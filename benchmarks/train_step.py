@@ -16,7 +16,6 @@ batch, clipping, AdamW and EMA; without that venv only our numbers are printed.
 """
 
 import argparse
-import functools
 import importlib.util
 import json
 import pathlib
@@ -105,7 +104,7 @@ def time_ours(config, batch_size: int, steps: int, warmup: int, guard: bool = Tr
         "image": jax.random.uniform(rng_data, shape, jnp.float32, -1.0, 1.0),
         "label": jax.random.randint(rng_labels, (batch_size,), 0, 10, jnp.int32),
     }
-    init_fn = functools.partial(recipe.init, batch=batch)
+    init_fn = recipe.init
     state = jax.jit(lambda rng: create_train_state(init_fn, tx, rng))(rng_state)
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     dtypes = {str(p.dtype) for p in jax.tree.leaves(state.params)}

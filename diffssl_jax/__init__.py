@@ -8,7 +8,9 @@ The public API (docs/api.md lists every name with its signature):
 * denoisers and samplers: ``GaussianDenoiser``, ``make_vp_denoiser``, ``sigma_grid``,
   ``sample``, ``make_sampler``, ``ddpm_ancestral``, ``ddim``, ``edm_heun``, ``euler_maruyama``;
 * posterior sampling: ``mmps``, ``dps``, ``pigdm``, ``tmpd``, ``diffpir``, the linear
-  operators, ``sample_posterior``.
+  operators, the one problem type ``InverseProblem`` (``observe`` builds one,
+  ``check_problem`` validates it), ``posterior_method`` / ``make_posterior`` (a method by
+  name), ``sample_posterior``.
 
 Names and subpackages load on first use (``lazy_loader``), so ``import diffssl_jax`` costs
 little more than importing JAX.
@@ -35,9 +37,10 @@ API = {
     "evaluation.priors": ["load_denoiser"],
     "methods": ["make_recipe"],
     "training.loop": ["train"],
-    "sampling.denoisers": ["GaussianDenoiser", "make_vp_denoiser"],
+    "sampling.denoisers": ["GaussianDenoiser", "make_vp_denoiser", "EDMDenoiser", "ScaledDenoiser"],
     "sampling.samplers": [
         "sigma_grid",
+        "sigmas_from_config",
         "sample",
         "make_sampler",
         "ddpm_ancestral",
@@ -61,6 +64,9 @@ API = {
         "motion_kernel",
         "check_operator",
     ],
+    "posterior.problems": ["InverseProblem", "check_problem"],
+    "posterior.observations": ["observe"],
+    "posterior.methods": ["posterior_method", "make_posterior"],
     "posterior.sampling": ["sample_posterior"],
 }
 
@@ -69,15 +75,13 @@ SUBMODULES = [
     "corruptions",
     "data",
     "em",
-    "em_gaussian",
-    "em_recipe",
-    "em_tasks",
     "evaluation",
     "methods",
     "models",
     "objectives",
     "plotting",
     "posterior",
+    "recipe_inputs",
     "sampling",
     "training",
 ]

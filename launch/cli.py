@@ -20,7 +20,8 @@ import traceback
 
 from absl import app, flags
 
-from diffssl_jax.training import finite_guard, parallel, preemption, validation, workdir_lock
+from diffssl_jax import parallel
+from diffssl_jax.training import finite_guard, preemption, validation, workdir_lock
 from diffssl_jax.training.logs import setup_logging
 
 CONFIG_PACKAGE = "diffssl_jax.configs"

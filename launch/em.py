@@ -5,7 +5,7 @@
     .venv/bin/python -m launch.em --config=configs/em/mri.py --workdir=runs/em_mri
 
 `--config` is a shipped config's name or a file path (`launch/cli.py`); override keys as
-`--config.em.num_laps=2`. The logic lives in `diffssl_jax.em_tasks.run_experiment`
+`--config.em.num_laps=2`. The logic lives in `diffssl_jax.em.run_experiment`
 (importable, for Colab and tests). The workdir gets `config.json`, `metrics.jsonl` (one line
 per lap), `em/lap_XXX/` (each lap's M-step workdir, E-step chunks and kept samples) and
 `figures/`. Running the same command again resumes inside the lap where a killed run
@@ -18,11 +18,10 @@ and "preempted, rerun to resume": rerun the same command to continue.
 
 import json
 
-import jax
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
-from diffssl_jax import em_tasks
+from diffssl_jax import em
 from diffssl_jax.launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "EM config: name or path[:variants].")
@@ -31,10 +30,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-    del argv
-    jax.config.update("jax_threefry_partitionable", True)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.start()
-    result = em_tasks.run_experiment(_CONFIG.value, _WORKDIR.value)
+    result = em.run_experiment(_CONFIG.value, _WORKDIR.value)
     last = result["laps"][-1]
     summary = {"laps": len(result["laps"]), "last": last, "clean": result["clean"]}
     print(json.dumps({**summary, "zero_filled": result["zero_filled"]}))

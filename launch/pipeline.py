@@ -4,9 +4,10 @@ r"""The MDM pipeline on the digits, end to end: pretrain, linear probe, segmenta
     diffssl-pipeline --config=mdm/digits:tiny --workdir=/tmp/m --config.eval.probe_seeds=1
     .venv/bin/python -m launch.pipeline --workdir=runs/mdm_digits
 
-1. Pretrains the recipe of `--config` (a shipped config's name or a file path; default
-   `mdm/digits`) with the one training loop (`diffssl_jax.training.train`; rerunning resumes,
-   a finished run is not redone). `--config.eval.*` overrides change the evaluation only:
+1. Prepares the recipe's inputs (`diffssl_jax.recipe_inputs.prepare`), then pretrains the
+   recipe of `--config` (a shipped config's name or a file path; default `mdm/digits`) with
+   the one training loop (`diffssl_jax.training.train`; rerunning resumes, a finished run is
+   not redone). `--config.eval.*` overrides change the evaluation only:
    the pretraining is the same, and reused, whatever they are.
 2. Evaluates its frozen EMA features with `config.eval`: the linear probe (all labels and k
    per class) and the 20-image digit segmentation of docs/methods.md F
@@ -30,8 +31,9 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from diffssl_jax import methods, training
+from diffssl_jax import methods, recipe_inputs, training
 from diffssl_jax.evaluation import digit_tasks, figures, representation
+from diffssl_jax.evaluation.samples import sample_grid_drawer
 from diffssl_jax.launch import cli
 from diffssl_jax.training import workdir_lock
 
@@ -62,8 +64,9 @@ def main(argv):
 
 def _pipeline(f, config, workdir: str, start: float) -> None:
     """Pretrains (or reuses the pretraining), evaluates, draws the figures, prints."""
-    recipe = methods.make_recipe(config)
-    training.train(training_config(f["config"]), workdir, recipe)
+    pretraining = training_config(f["config"])
+    recipe = methods.make_recipe(config, recipe_inputs.prepare(pretraining, workdir))
+    training.train(pretraining, workdir, recipe, draw_samples=sample_grid_drawer(config.method))
     results = representation.evaluate_representation(
         workdir, config, seg_max_epochs=f.seg_max_epochs, num_seg_examples=figures.NUM_FIGURE_DIGITS
     )

@@ -34,14 +34,15 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def em_workdir_message(workdir: str) -> str | None:
-    """What an EM workdir (or an EM lap's M-step workdir) holds and how to sample its prior;
-    None for any other workdir."""
+    """What an EM workdir (or an EM lap's M-step workdir: an `edm` config with an `em` group)
+    holds and how to sample its prior; None for any other workdir."""
     path = storage.path(workdir) / "config.json"
-    if not path.exists() or storage.read_json(path).get("method") != "em":
+    config = storage.read_json(path) if path.exists() else {}
+    if config.get("method") != "edm" or "em" not in config:  # EM's prior: methods/edm.py
         return None
     sample_prior = (
         "To sample a lap's prior, in Python: config = diffssl_jax.load_config(TRAIN); "
-        "x = diffssl_jax.em_recipe.make_recipe(config).sample(diffssl_jax.load_params(TRAIN), "
+        "x = diffssl_jax.methods.make_recipe(config).sample(diffssl_jax.load_params(TRAIN), "
         "jax.random.key(0), 64), in network units (times config.em.data_scale for EM units)"
     )
     if (storage.path(workdir) / "em").is_dir():

@@ -26,8 +26,9 @@ sys.path.insert(0, REPO)
 
 from absl import app, flags, logging  # noqa: E402
 
-from diffssl_jax import methods, training  # noqa: E402
+from diffssl_jax import methods, recipe_inputs, training  # noqa: E402
 from diffssl_jax.evaluation import features, representation  # noqa: E402
+from diffssl_jax.evaluation.samples import sample_grid_drawer  # noqa: E402
 
 # name -> (table label, config module, variants); variants must exist in that config file.
 RECIPES = {
@@ -96,7 +97,8 @@ def _evaluate(name, runs, quick, seg_max_epochs, reevaluate=False) -> tuple[dict
         name, f"{config.train.num_steps} steps"
     )
     if name not in BASELINES:
-        training.train(config, workdir, methods.make_recipe(config))
+        recipe = methods.make_recipe(config, recipe_inputs.prepare(config, workdir))
+        training.train(config, workdir, recipe, draw_samples=sample_grid_drawer(config.method))
     saved = None if reevaluate else _saved_results(out, eval_config, seg_max_epochs)
     if saved is not None:
         return saved, note

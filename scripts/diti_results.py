@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from diffssl_jax import load_config  # noqa: E402
+from diffssl_jax import load_config, recipe_inputs  # noqa: E402
 from diffssl_jax.data import DigitsSource  # noqa: E402
 from diffssl_jax.evaluation import attributes, digit_tasks  # noqa: E402
 from diffssl_jax.evaluation.features import (  # noqa: E402
@@ -77,7 +77,7 @@ def main(argv):
 
     if f.diti:
         config = load_config(f.diti[0])
-        groups = attributes.subset_group_dims(config)
+        groups = attributes.feature_group_dims(recipe_inputs.load_recipe(f.diti[0]), config)
         diti = [_scores(load_features(w), data, groups) for w in f.diti]
         add("DiTi k=64, all of z", "diti_all", diti, "all")
         for g in groups:

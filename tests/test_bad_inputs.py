@@ -169,7 +169,7 @@ def test_sample_posterior_refuses_non_finite_observations_and_operators():
     import jax.numpy as jnp
 
     from diffssl_jax.posterior import operators as ops
-    from diffssl_jax.posterior.mmps import mmps
+    from diffssl_jax.posterior.problems import InverseProblem
     from diffssl_jax.posterior.sampling import sample_posterior
     from diffssl_jax.sampling import samplers
     from diffssl_jax.sampling.denoisers import GaussianDenoiser
@@ -177,21 +177,19 @@ def test_sample_posterior_refuses_non_finite_observations_and_operators():
     prior = GaussianDenoiser(jnp.zeros(4), jnp.eye(4))
     mats = jnp.ones((3, 2, 4))
     ys = jnp.ones((3, 2))
-    kwargs = dict(
-        rng=jax.random.key(0), shape=(4,), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0)
-    )
-    with pytest.raises(ValueError, match="ys contains 1 NaN or inf .* drop or repair"):
-        sample_posterior(
-            mmps, prior, ops.DenseMatrix(mats), ys.at[1, 0].set(jnp.nan), 0.01, **kwargs
+    kwargs = dict(rng=jax.random.key(0), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0))
+
+    def problem(y=ys, matrices=mats, noise_var=0.01):
+        return InverseProblem(
+            y=y, operators=ops.DenseMatrix(matrices), noise_var=noise_var, shape=(4,)
         )
+
+    with pytest.raises(ValueError, match="y contains 1 NaN or inf .* drop or repair"):
+        sample_posterior("mmps", prior, problem(y=ys.at[1, 0].set(jnp.nan)), **kwargs)
     with pytest.raises(ValueError, match="the operators contain|the operators contains"):
-        sample_posterior(
-            mmps, prior, ops.DenseMatrix(mats.at[0, 0, 0].set(jnp.inf)), ys, 0.01, **kwargs
-        )
+        sample_posterior("mmps", prior, problem(matrices=mats.at[0, 0, 0].set(jnp.inf)), **kwargs)
     with pytest.raises(ValueError, match="noise_var contains"):
-        sample_posterior(
-            mmps, prior, ops.DenseMatrix(mats), ys, jnp.full((3, 2), jnp.nan), **kwargs
-        )
+        sample_posterior("mmps", prior, problem(noise_var=jnp.full((3, 2), jnp.nan)), **kwargs)
 
 
 def test_launch_sample_on_an_em_workdir_says_what_it_holds_and_what_to_run(tmp_path):
@@ -220,7 +218,7 @@ def test_launch_sample_on_an_em_workdir_says_what_it_holds_and_what_to_run(tmp_p
         )
         assert result.returncode != 0
         assert expected in result.stderr and "unknown method" not in result.stderr
-        assert "em_recipe.make_recipe(config).sample(" in result.stderr  # what to run instead
+        assert "methods.make_recipe(config).sample(" in result.stderr  # what to run instead
         assert not (directory / "eval").exists()
 
 

@@ -35,6 +35,8 @@ NOTEBOOK_NAMES = (
     "PixelMask",
     "BoxDownsample",
     "UndersampledFourier",
+    "InverseProblem",
+    "posterior_method",
     "sample_posterior",
 )
 
@@ -90,15 +92,11 @@ def test_import_is_light_and_names_load_on_first_use():
     assert json.loads(out.splitlines()[-1]) == [[], True, True]
 
 
-def test_old_load_denoiser_path_still_works():
-    from diffssl_jax.evaluation import inverse_problems
-
-    assert inverse_problems.load_denoiser is diffssl_jax.load_denoiser
-
-
 def test_load_denoiser_refuses_a_workdir_that_is_not_a_ddpm(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"method": "mae"}))
-    with pytest.raises(ValueError, match="needs a DDPM prior.*'mae'"):
+    from diffssl_jax.configs.mae.digits import get_config
+
+    (tmp_path / "config.json").write_text(get_config("tiny").to_json())
+    with pytest.raises(ValueError, match="Gaussian-denoiser prior.*'mae'"):
         diffssl_jax.load_denoiser(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         diffssl_jax.load_denoiser(str(tmp_path / "missing"))

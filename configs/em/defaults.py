@@ -1,7 +1,13 @@
 """The EM groups shared by `configs/em/{toy,digits,mri}.py` (keys, meanings and units).
 
-`add_em_groups(config)` adds `em`, `posterior` and the EDM-recipe keys (`model_name`,
-`corruption.sigma_min/max`, `objective.sigma_data/time_distribution`) to the base config.
+`get_em_base_config()` adds `em`, `posterior` and the keys of the EDM recipe
+(`methods/edm.py`: `model_name`, `corruption.sigma_min/max`,
+`objective.sigma_data/time_distribution`) to the base config.
+
+Units: `sampling.sigma_min/max` (the E-step's and the prior samples' grid) are in EM (data)
+units, those of the operators; `corruption.sigma_min/max` (the network's training range) are
+in network units = EM units / `em.data_scale`. The two ranges must correspond
+(`corruption.sigma_* * em.data_scale == sampling.sigma_*`, checked by `em/options.py`).
 """
 
 import ml_collections
@@ -12,7 +18,7 @@ from diffssl_jax.configs.base import get_base_config
 def get_em_base_config() -> ml_collections.ConfigDict:
     """The base config plus every key `launch/em.py` reads."""
     config = get_base_config()
-    config.method = "em"  # informational: EM trains `em_recipe` (EDM-preconditioned VE)
+    config.method = "edm"  # the prior's recipe: the EDM-preconditioned VE denoiser
     config.model_name = "mlp"  # network of the prior: mlp (flat vectors) | unet (images)
     config.corruption.schedule = "loglinear_ve"
     config.corruption.sigma_min = 1e-3  # smallest training noise level, network units
@@ -24,6 +30,8 @@ def get_em_base_config() -> ml_collections.ConfigDict:
     config.train.progress_bar = False
     config.train.keep_checkpoints = 1
     config.sampling.grid = "loglinear"
+    config.sampling.sigma_min = 1e-3  # EM units: corruption.sigma_min * em.data_scale
+    config.sampling.sigma_max = 100.0  # EM units: corruption.sigma_max * em.data_scale
     config.sampling.sampler = "ddpm_ancestral"
 
     config.posterior = ml_collections.ConfigDict()
@@ -54,7 +62,8 @@ def get_em_base_config() -> ml_collections.ConfigDict:
 
 def use_grey_unet(config, *, channels: int, channel_mult: tuple, num_groups: int) -> None:
     """The prior of the image tasks (digits, MRI): a small U-Net on one grey channel (one
-    residual block per level, no attention, no dropout), sampled over the training range."""
+    residual block per level, no attention, no dropout), sampled over the training range
+    (EM units = network units: `em.data_scale = 1`)."""
     config.model_name = "unet"
     config.model.out_channels = 1
     config.model.model_channels = channels

@@ -26,7 +26,7 @@ def get_config(arg: str | None = None):
     config.model.emb_features = 64
     config.model.normalize = True
     config.model.t_scale = 1000.0
-    config.corruption.sigma_min = 5e-4
+    config.corruption.sigma_min = 5e-4  # network units (x / 2)
     config.corruption.sigma_max = 5.0
     config.objective.sigma_data = 0.5
     config.objective.time_distribution = "beta33"
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
     config.train.checkpoint_every_steps = 1000
     config.sampling.grid = "loglinear"
     config.sampling.num_steps = 64
-    config.sampling.sigma_min = 1e-3
+    config.sampling.sigma_min = 1e-3  # EM units: corruption.sigma_* * em.data_scale
     config.sampling.sigma_max = 10.0
     config.posterior.cg_maxiter = 1
     if "paper" in variants:

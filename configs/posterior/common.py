@@ -1,9 +1,11 @@
 """The shared keys of every posterior-sampling problem config (`launch/sample.py --problem`).
 
 A problem file (`configs/posterior/digits_inpaint.py`, ...) calls `get_problem_config()`,
-overrides what differs and exposes `get_config(arg)` with a `tiny` variant. Groups are
-unpacked as keyword arguments: `operator` into `inverse_problems.make_problem`, `method`
-(minus `name`) into `inverse_problems.make_posterior_factory`.
+overrides what differs and exposes `get_config(arg)` with a `tiny` variant. The runner
+(`evaluation.posterior.run_problem`) passes `operator.kind` and the keys of `operator` that
+kind takes (`posterior.observation_options`) to `posterior.observe`, and `method.name` with
+the group `method.<name>` (that method's own options, e.g. `method.mmps.cg_maxiter`) to
+`posterior.posterior_method`.
 """
 
 import ml_collections
@@ -24,21 +26,29 @@ def get_problem_config() -> ml_collections.ConfigDict:
     config.data.start = 0  # index of the first image in the split
 
     config.operator = ml_collections.ConfigDict()
-    config.operator.kind = "box"  # box | pixels | superres | mri
+    config.operator.kind = "box"  # box | pixels | superres | blur | mri
     config.operator.box = (4, 4, 8, 8)  # missing box (top, left, height, width), pixels
     config.operator.rate = 0.5  # fraction of pixels removed (pixels)
     config.operator.factor = 2  # average-pooling factor (superres)
     config.operator.acceleration = 4.0  # MRI undersampling factor (mri)
     config.operator.center_fraction = 0.08  # fully sampled central columns (mri)
+    config.operator.kernel_size = 5  # Gaussian blur kernel width in pixels (blur)
+    config.operator.blur_sigma = 1.0  # Gaussian blur standard deviation in pixels (blur)
 
     config.method = ml_collections.ConfigDict()
-    config.method.name = "mmps"  # mmps | dps | pigdm | tmpd | diffpir
-    config.method.cg_maxiter = 1  # MMPS conjugate-gradient iterations (vjps per step)
-    config.method.cg_rtol = 0.0  # MMPS early stop at this relative CG residual (0: never)
-    config.method.zeta = 1.0  # DPS step size (on the residual norm, per example)
-    config.method.data_var = 1.0  # PiGDM prior variance in r^2 = s^2 v / (s^2 + v)
-    config.method.rel_floor = 1e-3  # TMPD floor of the row sums, relative to their mean
-    config.method.lambda_ = 1.0  # DiffPIR proximal weight (rho = lambda_ s_y^2 / s^2)
+    config.method.name = "mmps"  # mmps | dps | pigdm | tmpd | diffpir: reads method.<name>
+    config.method.mmps = ml_collections.ConfigDict()
+    config.method.mmps.cg_maxiter = 1  # conjugate-gradient iterations (vjps per step)
+    config.method.mmps.cg_rtol = 0.0  # early stop at this relative CG residual (0: never)
+    config.method.mmps.cg_max_residual_growth = 10.0  # CG guard cap (docs/methods.md E.6)
+    config.method.dps = ml_collections.ConfigDict()
+    config.method.dps.zeta = 1.0  # step size (on the residual norm, per example)
+    config.method.pigdm = ml_collections.ConfigDict()
+    config.method.pigdm.data_var = 1.0  # prior variance in r^2 = s^2 v / (s^2 + v)
+    config.method.tmpd = ml_collections.ConfigDict()
+    config.method.tmpd.rel_floor = 1e-3  # floor of the row sums, relative to their mean
+    config.method.diffpir = ml_collections.ConfigDict()
+    config.method.diffpir.lambda_ = 1.0  # proximal weight (rho = lambda_ s_y^2 / s^2)
 
     config.sampling = ml_collections.ConfigDict()
     config.sampling.sampler = "ddpm_ancestral"  # ddpm_ancestral | ddim | edm_heun | ...

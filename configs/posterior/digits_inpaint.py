@@ -5,7 +5,7 @@
 
 Variants (`--problem=configs/posterior/digits_inpaint.py:pixels,tiny`): `pixels` removes
 50% of the pixels at random instead of the box; `tiny` runs in seconds (tests). Any key can
-be overridden, e.g. `--problem.method.name=dps --problem.method.zeta=0.5`.
+be overridden, e.g. `--problem.method.name=dps --problem.method.dps.zeta=0.5`.
 """
 
 from diffssl_jax.configs.base import parse_variants

@@ -1,12 +1,12 @@
 """Data: random-access sources and the one grain pipeline that batches them."""
 
+from diffssl_jax.data.arrays import ArraySource
 from diffssl_jax.data.pipeline import make_dataset, make_iterator, validate_batch
+from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.sources import (
-    ArraySource,
     DigitsSource,
     TfdsSource,
     make_source,
-    resize_bilinear,
     source_for,
 )
 

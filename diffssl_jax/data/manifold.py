@@ -1,4 +1,4 @@
-"""The toy manifold of Rozet et al. (2024, E.4): randman latents and random 2-D projections.
+"""The toy manifold of Rozet et al. (2024, E.4): randman latents.
 
 A smooth random manifold (Zenke & Vogels 2021, "randman"): each of the `dim` coordinates is
 a product over the `manifold_dim` latent coordinates `z_j ~ U(0, 1)` of a random Fourier
@@ -7,9 +7,9 @@ series with power-law decay,
     f_i(z) = prod_j sum_{k=1..K} a_ijk / k^alpha * sin(2 pi (k b_ijk z_j + c_ijk)),
 
 with `a, b, c ~ U(0, 1)` and `K = ceil(epsilon^(-1/alpha))` (the terms beyond K weigh less
-than `epsilon`). Each observation has its own projection `A_i` `[obs_dim, dim]` with
-Gaussian entries and unit-norm rows, and `y_i = A_i x_i + noise_std * eps_i`.
-Every function takes an integer seed or a `jax.random.key`.
+than `epsilon`). The toy's observations, one random projection `A_i` `[obs_dim, dim]` per
+point, are `posterior.observations.random_projections`. Every function takes an integer seed or a
+`jax.random.key`.
 """
 
 import math
@@ -164,42 +164,3 @@ def randman(
     return randman_with_latents(
         rng_or_seed, num_samples, dim=dim, manifold_dim=manifold_dim, alpha=alpha, epsilon=epsilon
     )[0]
-
-
-def random_projections(rng_or_seed, num: int, *, obs_dim: int = 2, dim: int = 5) -> jax.Array:
-    """One random projection per observation, Gaussian entries, unit-norm rows (E.4).
-
-    Args:
-      rng_or_seed: non-negative integer seed or `jax.random.key`.
-      num: number of observations `N`.
-      obs_dim: rows `M` of each projection (2 in E.4).
-      dim: columns `n`, the latent dimension (5 in E.4).
-
-    Returns:
-      `A` `[N, M, n]` float32 with `||A[i, r, :]|| = 1`.
-    """
-    if int(num) < 1 or int(obs_dim) < 1 or int(dim) < 1:
-        raise ValueError(f"num, obs_dim and dim must be >= 1; got {num}, {obs_dim}, {dim}.")
-    A = jax.random.normal(to_key(rng_or_seed), (int(num), int(obs_dim), int(dim)))
-    return A / jnp.linalg.norm(A, axis=-1, keepdims=True)
-
-
-def observe(rng_or_seed, x: jax.Array, A: jax.Array, noise_std: float = 0.01) -> jax.Array:
-    """`y_i = A_i x_i + noise_std * eps_i`, `eps_i ~ N(0, I)` (E.4: noise_std = 0.01).
-
-    Args:
-      rng_or_seed: non-negative integer seed or `jax.random.key` of the noise.
-      x: `[N, n]` latents.
-      A: `[N, M, n]` projections.
-      noise_std: standard deviation of the Gaussian noise, >= 0.
-
-    Returns:
-      `y` `[N, M]` in `x`'s dtype.
-    """
-    x, A = jnp.asarray(x), jnp.asarray(A)
-    if x.ndim != 2 or A.ndim != 3 or A.shape[0] != x.shape[0] or A.shape[2] != x.shape[1]:
-        raise ValueError(f"observe needs x [N, n] and A [N, M, n]; got {x.shape} and {A.shape}.")
-    if not (math.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be finite and >= 0; got {noise_std}.")
-    eps = jax.random.normal(to_key(rng_or_seed), A.shape[:2], x.dtype)
-    return jnp.einsum("nmd,nd->nm", A, x, precision="highest") + noise_std * eps

@@ -12,7 +12,8 @@ import functools
 
 import numpy as np
 
-from diffssl_jax.data.sources import ArraySource, resize_bilinear
+from diffssl_jax.data.arrays import ArraySource
+from diffssl_jax.data.resize import resize_bilinear
 
 PHANTOM_SPLITS = {"train": (0, 4096), "test": (1, 256)}  # split: (seed, default size)
 _SKULL, _BRAIN = 1.0, -0.8  # modified Shepp-Logan intensities: skull 1, brain 1 - 0.8 = 0.2
@@ -144,7 +145,7 @@ def shepp_logan(size: int) -> np.ndarray:
     """The (modified) Shepp-Logan phantom of scikit-image, resized, in [-1, 1].
 
     `skimage.data.shepp_logan_phantom()` (400 x 400, values in [0, 1], bundled offline;
-    Shepp & Logan 1974) resized with `sources.resize_bilinear` (anti-aliased triangle
+    Shepp & Logan 1974) resized with `resize.resize_bilinear` (anti-aliased triangle
     kernel, the numbers of `jax.image.resize(..., 'bilinear')`), then mapped by `2 v - 1`.
 
     Args:

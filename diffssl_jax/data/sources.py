@@ -1,86 +1,21 @@
 """Random-access sources: `__len__` and `__getitem__(i) -> {'image': [H, W, C] float32 in
 [-1, 1], 'label': [] int32, ...}` (no batch axis), read by `grain.MapDataset.source(source)`.
 Sources do numpy work only, so grain threads and workers never touch an accelerator.
-`TfdsSource` lives in `tfds_source.py` and the bilinear resize in `resize.py`.
+`ArraySource` lives in `arrays.py`, `PhantomSource` in `phantoms.py`, `TfdsSource` in
+`tfds_source.py` and the bilinear resize in `resize.py`; this module picks one by name.
 """
 
 import functools
 
 import numpy as np
 
+from diffssl_jax.data.arrays import ArraySource
+from diffssl_jax.data.phantoms import PhantomSource
 from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.tfds_source import TfdsSource
 
 DIGITS_SPLITS = ("train", "test", "all")
 DIGITS_TEST_SIZE = 450  # docs/methods.md F: stratified 1347 train / 450 test, seed 0
-_RANGE_TOLERANCE = 1e-6
-
-
-def _check_images(images: np.ndarray) -> None:
-    """Raises ValueError unless `images` is a non-empty float `[N, H, W, C]` in [-1, 1]."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be [N, H, W, C]; got shape {images.shape}.")
-    if len(images) == 0:
-        raise ValueError("images is empty: a source needs at least one example.")
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(
-            f"images must be float in [-1, 1]; got dtype {images.dtype}; "
-            "scale uint8 with x/127.5 - 1"
-        )
-    lo, hi = float(np.min(images)), float(np.max(images))
-    if not (-1 - _RANGE_TOLERANCE <= lo and hi <= 1 + _RANGE_TOLERANCE):  # NaN fails too
-        raise ValueError(
-            f"images must be float in [-1, 1]; got range [{lo:.4g}, {hi:.4g}]; "
-            "scale uint8 with x/127.5 - 1"
-        )
-
-
-class ArraySource:
-    """In-memory examples: `images [N, H, W, C]` in [-1, 1], optional `labels [N]`, extras.
-
-    Attributes:
-      images: `[N, H, W, C]` float32.
-      labels: `[N]` int32, or None.
-      extras: `{key: [N, ...]}` arrays, each example's slice passed through under `key`.
-    """
-
-    def __init__(self, images, labels=None, **extras):
-        images = np.asarray(images)
-        _check_images(images)
-        n = len(images)
-        self.images = images.astype(np.float32, copy=False)
-        self.labels = None
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(
-                    f"labels must be integers of shape ({n},) to match images; "
-                    f"got {labels.dtype} {labels.shape}."
-                )
-            self.labels = labels.astype(np.int32, copy=False)
-        self.extras = {}
-        for key, value in extras.items():
-            value = np.asarray(value)
-            if value.ndim == 0 or len(value) != n:
-                raise ValueError(
-                    f"extra array '{key}' must have {n} rows (one per image); "
-                    f"got shape {value.shape}."
-                )
-            self.extras[key] = value
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        example = {"image": self.images[index]}
-        if self.labels is not None:
-            example["label"] = np.asarray(self.labels[index])
-        for key, value in self.extras.items():
-            example[key] = np.asarray(value[index])
-        return example
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(n={len(self)}, image_shape={self.images.shape[1:]})"
 
 
 @functools.cache
@@ -202,8 +137,6 @@ def make_source(
     if name == "digits":
         return DigitsSource(split, image_size=16 if image_size is None else image_size)
     if name == "phantoms":
-        from diffssl_jax.data.phantoms import PhantomSource  # Here: phantoms imports this module.
-
         return PhantomSource(split, size=32 if image_size is None else image_size)
     return TfdsSource(
         name,

@@ -8,19 +8,18 @@ DiTi's protocols (docs/methods.md B.6), on any pooled features:
 - regression (LFW's 73 attributes): ridge regression on standardised features to the
   train-standardised targets; test **mean Pearson r** and **mean MSE** (in train-std units,
   so attributes of different scales weigh alike) over the attributes.
-Restricting the probe to the dims of chosen subsets of z is the "intervention" of the
-authors' few-shot table: it shows which subsets carry which attribute.
+Restricting the probe to chosen feature dims (`Recipe.feature_groups`: DiTi's subsets of z)
+is the "intervention" of the authors' few-shot table: which subsets carry which attribute.
 
-Departures, stated: the reference trains Linear(512 -> K) with Adam for 15 epochs and keeps
-the best epoch by test score; here the same linear models are fitted to their regularised
-optimum (logistic: L-BFGS; ridge: closed form), with the regularisation chosen on a 20%
-split of the train set, so that no test number selects anything.
+Departures, stated: the reference trains Linear(512 -> K) with Adam for 15 epochs and keeps the
+best epoch by test score; here the same linear models are fitted to their regularised optimum
+(logistic: L-BFGS; ridge: closed form), regularised as chosen on a 20% split of the train set.
 
-On the digits (docs/methods.md F): class through the multinomial linear probe of
-`linear_probe` (accuracy, and mean AP of its log-probabilities, one class against the rest: one fit
-instead of one logistic regression per class) and the measured ink mass, slant, width and
-height (regression). On CelebA (`configs/diti/celeba64.py`): the 40 attributes every example
-of the tfds source carries (`attributes [40]`), probed multi-label, train -> test split.
+On the digits (docs/methods.md F): class through the multinomial linear probe of `linear_probe`
+(accuracy, and mean AP of its log-probabilities, one class against the rest: one fit instead of
+one logistic regression per class), and ink mass, slant, width and height (regression). On
+CelebA (`configs/diti/celeba64.py`): the 40 attributes every example of the tfds source
+carries (`attributes [40]`), probed multi-label, train -> test split.
 """
 
 import functools
@@ -31,11 +30,10 @@ import scipy.optimize
 import scipy.special
 from sklearn.metrics import average_precision_score
 
-from diffssl_jax import data, storage
+from diffssl_jax import data, recipe_inputs, storage
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.evaluation import digit_tasks, linear_probe
 from diffssl_jax.evaluation.features import load_features
-from diffssl_jax.methods import diti
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge strengths, x N (per-example scale)
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # inverse logistic strengths (sklearn C)
@@ -240,7 +238,7 @@ def evaluate_attributes(extractor, config, *, groups: dict | None = None) -> dic
     Args:
         extractor: e.g. `features.load_features(workdir)`; it is pooled here.
         config: supplies `data` (and `eval.split` off the digits).
-        groups: `{name: dims}` restrictions besides "all" (DiTi: `subset_group_dims`).
+        groups: `{name: dims}` restrictions besides "all" (e.g. `feature_group_dims`).
 
     Returns:
         `{group: scores}` (`digit_attribute_scores` or `named_map_scores`, with "num_dims").
@@ -259,12 +257,12 @@ def evaluate_attributes(extractor, config, *, groups: dict | None = None) -> dic
     )
 
 
-def subset_group_dims(config) -> dict:
-    """`{name: dims}` of `config.eval.subset_groups` for a DiTi config, else `{}`."""
-    if config.method != "diti":
-        return {}
-    spans = sorted(dict(config.eval.subset_groups).items(), key=lambda item: tuple(item[1]))
-    return diti.subset_groups_dims(config, dict(spans))
+def feature_group_dims(recipe, config) -> dict:
+    """`{name: dims}` of `config.eval.subset_groups` (`{name: (first, last)}`, earliest first)
+    under `recipe.feature_groups` (DiTi's subsets); `{}` for features without groups."""
+    groups = dict(config.eval.get("subset_groups") or {})
+    spans = dict(sorted(groups.items(), key=lambda item: tuple(item[1])))
+    return recipe.feature_groups(spans) if recipe.feature_groups and spans else {}
 
 
 def format_attribute_results(results: dict) -> str:
@@ -284,20 +282,19 @@ def format_attribute_results(results: dict) -> str:
 
 
 def evaluate_workdir_attributes(workdir: str, config, out_path: str | None = None) -> dict:
-    """`evaluate_attributes` of a workdir's EMA features (+ DiTi's subset groups); writes JSON.
-
-    The results go to `out_path` (default `workdir/eval/attributes.json`), written by process 0.
-    """
+    """`evaluate_attributes` of a workdir's EMA features, on all dims and on each feature group
+    of `config.eval.subset_groups` the recipe defines (`feature_group_dims`); writes the JSON
+    to `out_path` (default `workdir/eval/attributes.json`, by process 0)."""
     extractor = load_features(
         workdir,
         t=config.eval.feature_t,
         blocks=tuple(config.eval.feature_blocks),
         batch_size=config.eval.feature_batch_size,
     )
-    results = evaluate_attributes(extractor, config, groups=subset_group_dims(config))
+    groups = feature_group_dims(recipe_inputs.load_recipe(workdir, config), config)
+    results = evaluate_attributes(extractor, config, groups=groups)
     out_path = str(out_path or storage.path(workdir) / "eval" / "attributes.json")
+    record = {"scores": results, "features": extractor.settings()}
     if storage.is_primary():
-        storage.write_json(
-            out_path, {"scores": results, "features": extractor.settings()}, indent=2
-        )
+        storage.write_json(out_path, record, indent=2)
     return {"scores": results, "path": out_path}

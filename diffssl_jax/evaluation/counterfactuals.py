@@ -1,17 +1,12 @@
-"""Counterfactual generation with DiTi: DDIM inversion, then generation with a mixed feature.
+"""Counterfactual strips of a recipe that offers them (`Recipe.counterfactuals`: DiTi) and
+how much they move measured digit attributes.
 
-Yue et al. 2024 (Sec. 4.3; reference `eval/counterfactual_generation.py`, docs/methods.md B.6):
-invert x0 deterministically to x_T with DDIM (Song et al. 2021, Eq. 12 with sigma = 0),
-guided at every step n by the image's own feature masked to the subsets seen at n,
-z * m_floor(n k / T); then generate back from x_T with a feature whose chosen subsets are
-interpolated towards a second image's, z = z1 + alpha (z2 - z1) on those dims. The guided
-noise is eps_θ - sqrt(1 - ab_n) G (`diti.guided_eps(..., coefficient="sample")`) and the
-generation clips the x0 estimate to [-1, 1] at every step.
-
-One DDIM update from ab to ab' (both directions): x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab),
-x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps. The reference also slerps x_T between the two
-images; here x_T stays image 1's by default (`slerp_xt=False`), so that only the chosen
-subsets differ from image 1's reconstruction.
+The generation itself (DiTi: DDIM inversion, then generation with some feature dims
+interpolated towards a second image's; `methods/diti_counterfactuals.py`, docs/methods.md
+B.6) belongs to the method; this module picks the image pairs, runs the recipe's
+`counterfactuals` on a workdir's EMA parameters for the feature groups of
+`config.eval.subset_groups` (`Recipe.feature_groups`) and all dims, draws the strips, and
+measures them.
 
 Measure (digits): does swapping a group of subsets move the attributes it should? Each
 strip's images are measured (ink mass, slant and width of docs/methods.md F, and the
@@ -25,116 +20,18 @@ all the way to image 2's value; 0: it did not move; it is scale-free). Baselinin
 weight-0 generation g_p(0), not x1_p, removes the reconstruction error from the numerator.
 """
 
+import functools
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import plotting, storage
+from diffssl_jax import plotting, recipe_inputs, storage
 from diffssl_jax.data import DigitsSource
-from diffssl_jax.evaluation import digit_tasks, figures, linear_probe
-from diffssl_jax.methods import diti
+from diffssl_jax.evaluation import attributes, digit_tasks, figures, linear_probe
 from diffssl_jax.training.checkpoint import load_params
 
 # Height is left out: the ink spans all 16 rows in 445 of the 450 test digits (nothing to move).
 MEASURES = ("ink_mass", "slant", "width", "p_class")
-
-
-def ddim_update(x, eps, alpha_bar_from, alpha_bar_to, clip: bool = False):
-    """One deterministic DDIM step from noise level ab to ab' (module docstring)."""
-    x0_hat = (x - jnp.sqrt(1.0 - alpha_bar_from) * eps) / jnp.sqrt(alpha_bar_from)
-    x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if clip else x0_hat
-    return jnp.sqrt(alpha_bar_to) * x0_hat + jnp.sqrt(1.0 - alpha_bar_to) * eps
-
-
-def step_grid(num_steps: int, num_ddim: int) -> np.ndarray:
-    """`[S]` increasing integer steps from 0 to T - 1, evenly spaced."""
-    if not 2 <= num_ddim <= num_steps:
-        raise ValueError(f"need 2 <= DDIM steps <= T = {num_steps}, got {num_ddim}")
-    return np.unique(np.round(np.linspace(0, num_steps - 1, num_ddim)).astype(np.int32))
-
-
-def invert(eps_fn, alpha_bar, x0, z, steps):
-    """x at n_{S-1} from x0 by guided DDIM up the grid (first step: from ab = 1 to ab_{n_0}).
-
-    `eps_fn(x, n, z)`; `generate` retraces the same levels down to ab = 1.
-    """
-
-    def body(x, pair):
-        n, n_next = pair
-        return ddim_update(x, eps_fn(x, n, z), alpha_bar[n], alpha_bar[n_next]), None
-
-    x = ddim_update(x0, eps_fn(x0, steps[0], z), 1.0, alpha_bar[steps[0]])
-    pairs = (jnp.asarray(steps[:-1]), jnp.asarray(steps[1:]))
-    return jax.lax.scan(body, x, pairs)[0]
-
-
-def generate(eps_fn, alpha_bar, xt, z, steps, clip: bool = True):
-    """x0 from x at n_{S-1} by guided DDIM down the grid, then the x0 estimate at n_0."""
-
-    def body(x, pair):
-        n, n_prev = pair
-        return ddim_update(x, eps_fn(x, n, z), alpha_bar[n], alpha_bar[n_prev], clip), None
-
-    pairs = (jnp.asarray(steps[1:][::-1]), jnp.asarray(steps[:-1][::-1]))
-    x = jax.lax.scan(body, xt, pairs)[0]
-    return ddim_update(x, eps_fn(x, steps[0], z), alpha_bar[steps[0]], 1.0, clip)
-
-
-def slerp(a, b, alpha):
-    """Spherical interpolation between noise maps, per example over all other axes."""
-    flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    cos = jnp.sum(flat_a * flat_b, 1) / (
-        jnp.linalg.norm(flat_a, axis=1) * jnp.linalg.norm(flat_b, axis=1)
-    )
-    theta = jnp.arccos(jnp.clip(cos, -1.0, 1.0))[:, None]
-    mix = (jnp.sin((1 - alpha) * theta) * flat_a + jnp.sin(alpha * theta) * flat_b) / jnp.sin(theta)
-    return mix.reshape(a.shape)
-
-
-def mix_features(z1, z2, dims_mask, alpha):
-    """z1 with the dims where `dims_mask` is 1 moved to z1 + alpha (z2 - z1): `[B, D]`."""
-    return z1 + alpha * dims_mask * (z2 - z1)
-
-
-def make_eps_fn(model: diti.DiTiModel, params):
-    """eps_fn(x [B, ...], n scalar int, z [B, D]) of the reference's guided sampler."""
-
-    def eps_fn(x, n, z):
-        step = jnp.full((x.shape[0],), n, jnp.int32)
-        return diti.guided_eps(model, params, x, step, z, coefficient="sample")
-
-    return eps_fn
-
-
-def make_counterfactual_fn(model: diti.DiTiModel, steps, slerp_xt: bool = False):
-    """A jitted `(params, x1, x2, dims_mask, alphas) -> [B, A, H, W, C]` counterfactual map.
-
-    Images 1 are generated with the dims of z where `dims_mask` (`[D]`) is 1 interpolated
-    towards image 2's feature, for each weight of `alphas` (`[A]`); `x1`, `x2` are
-    `[B, H, W, C]` pairs in [-1, 1] and `params` the trained `{"encoder", "shift"}`.
-
-    Args:
-        model: the DiTi model (its frozen prior is closed over).
-        steps: increasing DDIM steps (`step_grid`).
-        slerp_xt: also slerp the inverted noise maps (the reference's strips).
-    """
-    steps = np.asarray(steps)
-
-    def run(params, x1, x2, dims_mask, alphas):
-        eps_fn = make_eps_fn(model, params)
-        encode = lambda x: model.encoder.apply({"params": params["encoder"]}, x)  # noqa: E731
-        z1, z2 = encode(x1), encode(x2)
-        xt1 = invert(eps_fn, model.alpha_bar, x1, z1, steps)
-        xt2 = invert(eps_fn, model.alpha_bar, x2, z2, steps) if slerp_xt else xt1
-
-        def one(alpha):
-            xt = slerp(xt1, xt2, alpha) if slerp_xt else xt1
-            z = mix_features(z1, z2, dims_mask, alpha)
-            return generate(eps_fn, model.alpha_bar, xt, z, steps)
-
-        return jnp.moveaxis(jax.lax.map(one, alphas), 0, 1)
-
-    return jax.jit(run)
 
 
 def save_strips(path: str, groups: dict, x1, x2, alphas, dims: dict) -> str:
@@ -220,35 +117,46 @@ def format_transfer(fractions: dict, alphas) -> str:
     )
 
 
-def group_dims(config, latent_dim: int) -> dict[str, np.ndarray]:
-    """`{name: dims}` of `config.eval.subset_groups`, earliest subsets first, then "all"."""
-    spans = sorted(dict(config.eval.subset_groups).items(), key=lambda item: tuple(item[1]))
-    groups = {name: tuple(span) for name, span in spans}
-    dims = diti.subset_groups_dims(config, groups) if groups else {}
-    return {**dims, "all": np.arange(latent_dim)}
+def _feature_dim(recipe, params, image) -> int:
+    """D of the recipe's pooled default features (DiTi: the length of z)."""
+    features = functools.partial(recipe.features, t=0.0)
+    shapes = jax.eval_shape(features, params, image[None], jax.random.key(0))
+    return int(sum(shape.shape[-1] for shape in shapes.values()))
 
 
-def generate_counterfactuals(workdir: str, config, x1, x2, dims=None) -> dict[str, np.ndarray]:
-    """`{group: [P, A, H, W, C]}`: images 1 (`x1 [P, H, W, C]`) generated with the dims of each
-    group (`dims`, default `group_dims(config)`) moved towards images 2's feature, at
-    `config.eval.counterfactual_alphas` with `counterfactual_steps` DDIM steps (EMA parameters
-    of a trained DiTi workdir)."""
+def group_dims(recipe, config, num_dims: int) -> dict[str, np.ndarray]:
+    """`{name: dims}` of `config.eval.subset_groups` (`attributes.feature_group_dims`,
+    earliest subsets first), then "all" `num_dims` dims."""
+    return {**attributes.feature_group_dims(recipe, config), "all": np.arange(num_dims)}
+
+
+def generate_counterfactuals(workdir: str, config, x1, x2, dims=None) -> tuple[dict, dict]:
+    """`({group: [P, A, H, W, C]}, {group: dims})`: images 1 (`x1 [P, H, W, C]`) generated
+    with the dims of each group (`dims`, default `group_dims`) moved towards images 2's
+    feature, at `config.eval.counterfactual_alphas` with `counterfactual_steps` DDIM steps
+    (the recipe's `counterfactuals`, EMA parameters of the workdir).
+
+    Raises:
+        ValueError: the workdir's recipe offers no counterfactuals.
+    """
+    recipe = recipe_inputs.load_recipe(workdir, config)
+    if recipe.counterfactuals is None:
+        raise ValueError(
+            f"method {config.method!r} offers no counterfactual generation (a recipe with "
+            "`counterfactuals`, e.g. diti); drop counterfactuals from --tasks."
+        )
     ev = config.eval
-    model = diti.make_model(config)
     params = jax.device_put(load_params(workdir, which="ema"))
-    run = make_counterfactual_fn(model, step_grid(model.num_steps, ev.counterfactual_steps))
-    alphas = jnp.asarray(ev.counterfactual_alphas, jnp.float32)
-    latent_dim = model.encoder.latent_dim
-    generated = {}
-    for name, group in (dims or group_dims(config, latent_dim)).items():
-        mask = jnp.zeros((latent_dim,), jnp.float32).at[np.asarray(group)].set(1.0)
-        generated[name] = np.asarray(run(params, jnp.asarray(x1), jnp.asarray(x2), mask, alphas))
-    return generated
+    if dims is None:
+        dims = group_dims(recipe, config, _feature_dim(recipe, params, np.asarray(x1)[0]))
+    generated = recipe.counterfactuals(
+        params, x1, x2, dims, alphas=ev.counterfactual_alphas, num_steps=ev.counterfactual_steps
+    )
+    return generated, dims
 
 
 def _save_and_describe(config, generated, x1, x2, pairs, out_path, figure_pairs, dims) -> dict:
     """Saves the strips of the first `figure_pairs` pairs; returns the JSON description."""
-    dims = dims or group_dims(config, config.model.latent_dim)
     shown = {name: images[:figure_pairs] for name, images in generated.items()}
     alphas = config.eval.counterfactual_alphas
     if storage.is_primary():
@@ -276,8 +184,8 @@ def counterfactual_figure(
     """
     pairs = pick_pairs(labels, config.eval.counterfactual_pairs)
     x1, x2 = np.asarray(images)[pairs[0]], np.asarray(images)[pairs[1]]
-    generated = generate_counterfactuals(workdir, config, x1, x2)
-    return _save_and_describe(config, generated, x1, x2, pairs, out_path, figure_pairs, None)
+    generated, dims = generate_counterfactuals(workdir, config, x1, x2)
+    return _save_and_describe(config, generated, x1, x2, pairs, out_path, figure_pairs, dims)
 
 
 def evaluate_workdir_counterfactuals(
@@ -301,7 +209,7 @@ def evaluate_workdir_counterfactuals(
     test, train = DigitsSource(config.eval.split, image_size=size), DigitsSource("train", size)
     pairs = pick_pairs(test.labels, config.eval.counterfactual_pairs)
     x1, x2 = test.images[pairs[0]], test.images[pairs[1]]
-    generated = generate_counterfactuals(workdir, config, x1, x2, dims)
+    generated, dims = generate_counterfactuals(workdir, config, x1, x2, dims)
     out_path = out_path or storage.path(workdir) / "figures" / "counterfactuals.png"
     info = _save_and_describe(config, generated, x1, x2, pairs, out_path, 4, dims)
     probe = fit_class_probe(train.images, train.labels)

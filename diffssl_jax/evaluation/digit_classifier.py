@@ -3,8 +3,11 @@
     .venv/bin/python -m diffssl_jax.evaluation.digit_classifier --workdir=runs/digit_classifier
 
 A small CNN trained once on the clean training digits (`DigitsSource('train')`, 1347 images
-16x16 in [-1, 1], labels 0..9) with cross-entropy and Adam, from a fixed seed; its penultimate
-layer `phi(x) in R^F` (F = 64 by default) is the feature space of the Fréchet distance
+16x16 in [-1, 1], labels 0..9) with the mean cross-entropy, through the library's one training
+loop (`training.train` with `classifier_recipe`: Adam, cosine decay from `lr`, batches of the
+data pipeline, checkpoints in `workdir/checkpoints/`, rerunning resumes) from a fixed seed; its
+penultimate layer `phi(x) in R^F` (F = 64 by default) is the feature space of the Fréchet
+distance
 
     FD(a, b) = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a^(1/2) S_b S_a^(1/2))^(1/2))
 
@@ -12,9 +15,10 @@ layer `phi(x) in R^F` (F = 64 by default) is the feature space of the Fréchet d
 FID's Inception pool features. Network: conv 3x3 (c1) -> conv 3x3 stride 2 (c2) -> conv 3x3
 stride 2 (c3), each followed by ReLU, then flattened (4x4xc3), dense F + ReLU (= phi), dense 10.
 
-Workdir layout: `classifier.json` (architecture, training settings, test accuracy) and
-`params/` (orbax `StandardCheckpointer`). `load_feature_fn(workdir)` returns the jitted
-`images [N, 16, 16, 1] -> phi [N, F]`; `test_images()` the 450 held-out test digits.
+Workdir layout: a training workdir (`config.json`, `checkpoints/`, `metrics.jsonl`) plus
+`classifier.json` (architecture, training settings, test accuracy; written last, its presence
+means complete). `load_feature_fn(workdir)` returns the jitted `images [N, 16, 16, 1] -> phi
+[N, F]` of the trained (not averaged) parameters; `test_images()` the 450 held-out test digits.
 """
 
 import json
@@ -23,17 +27,17 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from diffssl_jax import storage
+from diffssl_jax import storage, training
 from diffssl_jax.data.sources import DigitsSource
+from diffssl_jax.methods import Recipe
 
 COMMAND = "python -m diffssl_jax.evaluation.digit_classifier --workdir={workdir}"
 NUM_CLASSES = 10
 _META = "classifier.json"
-_PARAMS = "params"
 
 
 class DigitCNN(nn.Module):
@@ -64,6 +68,72 @@ def _check_images(images) -> jax.Array:
     return images
 
 
+def classifier_recipe(model: DigitCNN, image_shape: tuple[int, ...]) -> Recipe:
+    """The `Recipe` that trains `model`: loss = mean cross-entropy of `batch["label"]`.
+
+    `init(rng)` gives the model's variables; `features` its penultimate layer `{"phi": [B, 1,
+    1, F]}`; it does not sample.
+    """
+
+    def init(rng):
+        return model.init(rng, jnp.zeros((1, *image_shape), jnp.float32))
+
+    def loss(params, batch, rng):
+        del rng
+        logits, _ = model.apply(params, batch["image"])
+        labels = batch["label"]
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return value, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+
+    def features(params, images, rng, **unused_at):
+        del rng, unused_at
+        return {"phi": model.apply(params, images)[1][:, None, None, :]}
+
+    return Recipe(init=init, loss=loss, features=features, sample=None)
+
+
+def classifier_config(
+    *, num_steps: int, batch_size: int, lr: float, seed: int, channels, features: int
+) -> ml_collections.ConfigDict:
+    """The training config of the classifier (`training.train`'s groups)."""
+    return ml_collections.ConfigDict(
+        {
+            "method": "digit_classifier",
+            "seed": seed,
+            "model": {"channels": tuple(channels), "features": features},
+            "data": {
+                "name": "digits",
+                "split": "train",
+                "data_dir": "",
+                "image_size": 16,
+                "label_key": "label",
+                "image_shape": (16, 16, 1),
+            },
+            "pipeline": {"random_flip": False, "num_workers": 0},
+            "optim": {
+                "lr_peak": lr,
+                "warmup_steps": 0,
+                "decay": "cosine",
+                "weight_decay": 0.0,
+                "grad_clip_norm": 0.0,
+                "ema_decay": 0.0,  # the classifier uses its trained parameters
+            },
+            "train": {
+                "num_steps": num_steps,
+                "batch_size": batch_size,
+                "log_every_steps": min(50, num_steps),
+                "checkpoint_every_steps": num_steps,
+                "keep_checkpoints": 1,
+                "sample_every_steps": 0,
+                "num_samples": 0,
+                "init_from": "",
+                "progress_bar": False,
+            },
+            "mesh": {"num_devices": 0},
+        }
+    )
+
+
 def train_classifier(
     workdir: str,
     *,
@@ -74,41 +144,32 @@ def train_classifier(
     channels: Sequence[int] = (16, 32, 64),
     features: int = 64,
 ) -> dict:
-    """Trains `DigitCNN` on the clean training digits and saves it to `workdir`.
+    """Trains `DigitCNN` on the clean training digits into `workdir` (`training.train`).
 
-    Minimises the mean cross-entropy with Adam (cosine decay from `lr`), on minibatches
-    drawn without replacement per epoch: epoch `e` uses the permutation of
-    `fold_in(rng_data, e)`, with `rng_init, rng_data = split(key(seed))`, so the result is
-    a function of `seed` alone.
+    AdamW without weight decay (= Adam), cosine decay from `lr` (`training.step.
+    make_optimizer`), batches drawn by the data pipeline with `seed` (as its initialisation):
+    the result is a function of `seed` alone. Rerunning resumes (a finished run is reused).
 
     Returns:
-      The metadata written to `workdir/classifier.json`, including `test_accuracy`.
+      The metadata written to `workdir/classifier.json`: the settings, `final_train_loss`
+      (the mean cross-entropy of the trained parameters over the training digits) and
+      `test_accuracy`.
     """
-    train, test = DigitsSource("train"), DigitsSource("test")
+    config = classifier_config(
+        num_steps=num_steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        channels=channels,
+        features=features,
+    )
     model = DigitCNN(channels=tuple(channels), features=features)
-    rng_init, rng_data = jax.random.split(jax.random.key(seed))
-    params = model.init(rng_init, jnp.zeros((1, *train.images.shape[1:])))
-    tx = optax.adam(optax.cosine_decay_schedule(lr, num_steps))
-    opt_state = tx.init(params)
-    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-
-    @jax.jit
-    def step(params, opt_state, index):
-        def loss_fn(p):
-            logits, _ = model.apply(p, images[index])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels[index]).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    per_epoch = len(images) // batch_size
-    for s in range(num_steps):
-        epoch, b = divmod(s, per_epoch)
-        if b == 0:
-            order = jax.random.permutation(jax.random.fold_in(rng_data, epoch), len(images))
-        index = order[b * batch_size : (b + 1) * batch_size]
-        params, opt_state, loss = step(params, opt_state, index)
+    shape = tuple(config.data.image_shape)
+    state = training.train(config, workdir, classifier_recipe(model, shape))
+    params = jax.device_get(state.params)
+    train, test = DigitsSource("train"), DigitsSource("test")
+    logits, _ = model.apply(params, jnp.asarray(train.images))
+    train_loss = optax.softmax_cross_entropy_with_integer_labels(logits, train.labels).mean()
     logits, _ = model.apply(params, jnp.asarray(test.images))
     accuracy = float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(test.labels)))
     meta = {
@@ -119,38 +180,26 @@ def train_classifier(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "final_train_loss": float(loss),
+        "final_train_loss": float(train_loss),
         "test_accuracy": accuracy,
     }
-    save_classifier(workdir, params, meta)
-    return meta
-
-
-def save_classifier(workdir: str, params, meta: dict) -> None:
-    """Writes `params` (orbax) then `classifier.json` (last: its presence means complete)."""
-    workdir = storage.path(workdir)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(workdir / _PARAMS, params, force=True)
-    checkpointer.wait_until_finished()
     if storage.is_primary():
-        storage.write_json(workdir / _META, meta)
+        storage.write_json(storage.path(workdir) / _META, meta)
+    return meta
 
 
 def load_classifier(workdir: str) -> tuple[DigitCNN, dict, dict]:
     """`(model, params, meta)` of a classifier workdir; FileNotFoundError naming the command."""
-    workdir = storage.path(workdir)
-    path = workdir / _META
+    path = storage.path(workdir) / _META
     if not path.exists():
         raise FileNotFoundError(
-            f"no digit classifier in {workdir} (missing {_META}). Train it once with "
-            f"`{COMMAND.format(workdir=workdir)}` (about a minute on a CPU), or point "
+            f"no digit classifier in {storage.path(workdir)} (missing {_META}). Train it once "
+            f"with `{COMMAND.format(workdir=workdir)}` (about a minute on a CPU), or point "
             "config.em.classifier_workdir at an existing one."
         )
     meta = storage.read_json(path)
     model = DigitCNN(channels=tuple(meta["channels"]), features=meta["features"])
-    size = meta["image_size"]
-    abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
-    params = ocp.StandardCheckpointer().restore(workdir / _PARAMS, abstract)
+    params = training.load_params(workdir, which="params")
     return model, params, meta
 
 

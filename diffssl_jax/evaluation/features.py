@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import data, methods, storage
+from diffssl_jax import methods, recipe_inputs, storage
 from diffssl_jax.training.checkpoint import load_config, load_params
 
 WHICH = ("ema", "params", "random_init")
@@ -187,18 +187,11 @@ class FeatureExtractor:
         return {**{k: getattr(self, k) for k in _SETTINGS}, **self.info}
 
 
-def random_init_params(config, recipe=None):
-    """The parameters training with `config` starts from (its step-0 `TrainState.params`).
-
-    Same key split (`create_train_state`) and the same first batch (some recipes fit
-    preprocessing such as l-DAE's PCA basis from it) as `training.train`.
-    """
-    recipe = methods.make_recipe(config) if recipe is None else recipe
-    source = data.source_for(config.data)
-    flip, size = config.pipeline.random_flip, config.train.batch_size
-    batch = data.make_dataset(source, global_batch_size=size, seed=config.seed, random_flip=flip)[0]
+def random_init_params(config, recipe):
+    """The parameters training `recipe` with `config` starts from (its step-0
+    `TrainState.params`): the same key split as `training.state.create_train_state`."""
     rng_init, _ = jax.random.split(jax.random.key(config.seed))
-    return jax.jit(recipe.init)(rng_init, batch)
+    return jax.jit(recipe.init)(rng_init)
 
 
 def _extractor(config, params, recipe, *, t, blocks, batch_size, info, **settings):
@@ -250,7 +243,7 @@ def load_features(
     if not storage.path(workdir).is_dir():
         raise FileNotFoundError(f"workdir {workdir!r} does not exist: train it first")
     config = load_config(workdir)
-    recipe = methods.make_recipe(config)
+    recipe = recipe_inputs.load_recipe(workdir, config)
     if which == "random_init":
         params = random_init_params(config, recipe)
     else:
@@ -263,8 +256,9 @@ def load_features(
 
 
 def random_init_features(config, *, t=None, blocks=None, batch_size=None, **settings):
-    """`load_features(..., which="random_init")` from a config alone (no workdir)."""
-    recipe = methods.make_recipe(config)
+    """`load_features(..., which="random_init")` from a config alone (no workdir; the recipe's
+    inputs are computed, `recipe_inputs.compute`)."""
+    recipe = methods.make_recipe(config, recipe_inputs.compute(config))
     params = random_init_params(config, recipe)
     info = {"which": "random_init", "method": config.method}
     return _extractor(

@@ -1,9 +1,11 @@
-"""Posterior sampling of an inverse problem from a trained workdir (`launch/sample.py --problem`).
+"""The report runner of inverse problems: observe held-out images, sample, score.
 
-``run_problem`` observes held-out images (``inverse_problems.make_problem``), samples the
-posterior of every observation with one method (``posterior.sample_posterior``) and scores
-the samples and their mean against the ground truth (PSNR, SSIM); ``write_posterior`` does
-it for a workdir and a problem config (``configs/posterior/``) and writes the files.
+``run_problem`` observes held-out images (``posterior.observe``), samples the posterior of
+every observation with one method (``posterior.posterior_method`` and
+``posterior.sample_posterior``, on the grid of ``samplers.sigmas_from_config``) and scores
+the samples and their mean against the ground truth (PSNR, SSIM). ``write_posterior`` does it
+for a workdir and a problem config (``configs/posterior/``) and writes the files
+(``launch/sample.py --problem``); ``scripts/compare_posterior.py`` tabulates its rows.
 """
 
 import time
@@ -12,8 +14,10 @@ import jax
 import numpy as np
 
 from diffssl_jax import plotting, posterior, storage
+from diffssl_jax.data import phantoms
+from diffssl_jax.data.sources import make_source
 from diffssl_jax.evaluation import image_metrics
-from diffssl_jax.evaluation import inverse_problems as ip
+from diffssl_jax.evaluation.priors import load_denoiser
 from diffssl_jax.sampling import samplers
 
 
@@ -36,7 +40,8 @@ def summarize(samples, images, observed):
     Args:
       samples: ``[N, K, H, W, C]`` posterior samples (clipped to ``[-1, 1]`` here).
       images: ``[N, H, W, C]`` ground truth.
-      observed: ``[N, H, W, C]`` the observation as an image (zero-filled for MRI).
+      observed: ``[N, H, W, C]`` the observation as an image (``posterior.observation_image``:
+        zero-filled for MRI).
 
     Returns:
       A JSON-ready dict of floats and per-image lists.
@@ -55,51 +60,103 @@ def summarize(samples, images, observed):
     return out
 
 
+def method_record(method_config) -> dict:
+    """``{"name": ..., **options}``: the method of a problem config's ``method`` group, with
+    every option it runs with (the group ``method.<name>`` over the method's defaults)."""
+    name = method_config.name
+    options = dict(method_config.get(name) or {})
+    return {"name": name, **posterior.method_options(name), **options}
+
+
+def observe_images(images, problem_config, rng):
+    """``posterior.observe`` of ``images`` with the config's ``operator.kind`` and those keys
+    of ``operator`` that kind takes (``posterior.observation_options``)."""
+    c = problem_config
+    kind = c.operator.kind
+    valid = posterior.observation_options(kind)
+    options = {key: value for key, value in c.operator.items() if key in valid}
+    return posterior.observe(
+        kind, rng, np.asarray(images, np.float32), noise_std=c.noise_std, **options
+    )
+
+
 def run_problem(denoiser, images, problem_config, *, seed=None):
     """Observes ``images``, samples each posterior and scores it.
 
-    Every check (operator against ``y``, noise variance, method name and options) runs
-    before any sampling.
+    Every check (the observation options, the operator against ``y``, the noise variance, the
+    method's name and options, the sigma grid) runs before any sampling.
 
     Args:
-      denoiser: the prior ``D(x, sigma) -> x0_hat`` on one image.
+      denoiser: the prior ``D(x, sigma) -> x0_hat`` on one image (data units: images in
+        ``[-1, 1]``).
       images: ``[N, H, W, C]`` ground-truth images in ``[-1, 1]``.
       problem_config: a ``configs/posterior`` config (groups ``operator``, ``method``,
         ``sampling``; keys ``noise_std``, ``num_samples``, ``seed``).
-      seed: overrides ``problem_config.seed``.
+      seed: overrides ``problem_config.seed``: ``split(key(seed))`` gives the observation key
+        and the sampling key.
 
     Returns:
-      ``(problem, samples [N, K, H, W, C], metrics dict)``; ``metrics["seconds"]`` is the
-      wall time of the (jitted) sampling, compilation included.
+      ``(problem, samples [N, K, H, W, C] clipped to [-1, 1], metrics dict)``;
+      ``metrics["seconds"]`` is the wall time of the (jitted) sampling, compilation included;
+      ``metrics["sigmas"]`` the grid it used (``samplers.describe_sigmas``).
     """
     c = problem_config
     seed = c.seed if seed is None else seed
     rng_problem, rng_sample = jax.random.split(jax.random.key(seed))
-    problem = ip.make_problem(rng_problem, images, noise_std=c.noise_std, **c.operator)
-    method = dict(c.method)
-    make_posterior = ip.make_posterior_factory(method.pop("name"), **method)
-    shape = images.shape[1:]
-    ip.check_problem(make_posterior, denoiser, problem, shape)
-    sigmas = samplers.sigma_grid(
-        c.sampling.grid, c.sampling.num_steps, c.sampling.sigma_min, c.sampling.sigma_max
-    )
+    problem = observe_images(images, c, rng_problem)
+    record = method_record(c.method)
+    options = dict(c.method.get(c.method.name) or {})
+    method = posterior.posterior_method(c.method.name, **options)
+    posterior.make_posterior(c.method.name, denoiser, problem, **options)  # its checks, now
+    sigmas = samplers.sigmas_from_config(c.sampling)
     start = time.perf_counter()
     samples = posterior.sample_posterior(
-        make_posterior,
+        method,
         denoiser,
-        problem.operators,
-        problem.ys,
-        problem.noise_var,
+        problem,
         rng=rng_sample,
-        shape=shape,
         sigmas=sigmas,
         sampler=c.sampling.sampler,
         num_per_observation=c.num_samples,
     )
     samples = np.asarray(jax.block_until_ready(samples))
-    metrics = summarize(samples, np.asarray(images), problem.observed)
+    metrics = summarize(samples, np.asarray(images), posterior.observation_image(problem))
     metrics["seconds"] = time.perf_counter() - start
+    metrics["method"] = record
+    metrics["sigmas"] = samplers.describe_sigmas(c.sampling, unit="data")
     return problem, np.clip(samples, -1.0, 1.0), metrics
+
+
+def load_images(dataset, split, num_images, start, image_size):
+    """``[num_images, S, S, C]`` float32 held-out images in ``[-1, 1]``.
+
+    ``dataset``: ``digits`` or ``phantoms`` (``make_source``, images ``start`` onwards of
+    ``split``), or ``shepp_logan`` (scikit-image's phantom resized to ``image_size``; one
+    image, repeated ``num_images`` times so that each copy gets its own mask and noise).
+    """
+    if dataset == "shepp_logan":
+        return np.repeat(phantoms.shepp_logan(image_size)[None], num_images, axis=0)
+    source = make_source(dataset, split, image_size=image_size)
+    if start + num_images > len(source):
+        raise ValueError(f"{dataset}/{split} has {len(source)} images, not {start + num_images}.")
+    return np.stack([source[i]["image"] for i in range(start, start + num_images)])
+
+
+def held_out_images(data_config, image_shape):
+    """The images of a problem config's ``data`` group (``load_images``) for a prior trained
+    on ``image_shape``: test images from ``data.start``, validation images after them.
+
+    Raises:
+      ValueError: if the images do not have the prior's shape.
+    """
+    d = data_config
+    images = load_images(d.dataset, d.split, d.num_images, d.start, image_shape[0])
+    if tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"{d.dataset} images are {images.shape[1:]} but the prior was trained on "
+            f"{tuple(image_shape)}."
+        )
+    return images
 
 
 MAX_FIGURE_IMAGES = 8  # columns of the posterior figure
@@ -126,38 +183,30 @@ def posterior_figure(images, observed, samples, title, psnr=None):
     )
 
 
-def _figure(path, images, observed, samples, title, psnr=None):
-    return plotting.save_figure(posterior_figure(images, observed, samples, title, psnr), path)
-
-
 def write_posterior(workdir, problem_config):
     """Posterior samples for ``problem_config`` under the prior of ``workdir``; writes files.
 
     Writes ``eval/posterior_<name>.npz`` (``images``, ``observed``, ``samples``, ``mean``),
     ``eval/posterior_<name>.json`` (PSNR/SSIM of the posterior mean, of single samples and of
-    the observation view, against the ground truth) and ``figures/posterior_<name>.png``.
+    the observation view, against the ground truth; the method with all its options; the
+    sigma grid) and ``figures/posterior_<name>.png``.
 
     Returns:
       ``{"samples": npz path, "metrics": json path, "figure": png path, **metrics}``.
     """
     c = problem_config
-    denoiser, prior_config = ip.load_denoiser(workdir)
-    size = prior_config.data.image_shape[0]
-    images = ip.load_images(c.data.dataset, c.data.split, c.data.num_images, c.data.start, size)
-    if tuple(images.shape[1:]) != tuple(prior_config.data.image_shape):
-        raise ValueError(
-            f"{c.data.dataset} images are {images.shape[1:]} but the prior was trained on "
-            f"{tuple(prior_config.data.image_shape)}."
-        )
+    denoiser, prior_config = load_denoiser(workdir)
+    images = held_out_images(c.data, prior_config.data.image_shape)
     problem, samples, metrics = run_problem(denoiser, images, c)
-    metrics = {"name": c.name, "method": c.method.to_dict(), **metrics}
+    metrics = {"name": c.name, **metrics}
     metrics.update(num_images=len(images), num_samples=c.num_samples, **c.sampling.to_dict())
     out = storage.path(workdir) / "eval"
     npz, path = out / f"posterior_{c.name}.npz", out / f"posterior_{c.name}.json"
     figure = storage.path(workdir) / "figures" / f"posterior_{c.name}.png"
     if storage.is_primary():
+        observed = posterior.observation_image(problem)
         storage.save_npz(
-            npz, images=images, observed=problem.observed, samples=samples, mean=samples.mean(1)
+            npz, images=images, observed=observed, samples=samples, mean=samples.mean(1)
         )
         storage.write_json(path, metrics)
         title = (
@@ -165,5 +214,5 @@ def write_posterior(workdir, problem_config):
             "(columns: image, PSNR of the posterior mean)"
         )
         psnr = metrics["mean_psnr_per_image"]
-        _figure(figure, images, problem.observed, samples, title, psnr)
+        plotting.save_figure(posterior_figure(images, observed, samples, title, psnr), figure)
     return {"samples": str(npz), "metrics": str(path), "figure": str(figure), **metrics}

@@ -1,10 +1,23 @@
-"""Unconditional samples from a trained workdir (`launch/sample.py`)."""
+"""Unconditional samples: from a trained workdir (`launch/sample.py`), and the training
+loop's sample grids (`sample_grid_drawer`, passed to `training.train` by the launchers)."""
 
 import jax
 import numpy as np
 
-from diffssl_jax import methods, plotting, storage
+from diffssl_jax import plotting, recipe_inputs, storage
 from diffssl_jax.training.checkpoint import load_config, load_params
+
+
+def sample_grid_drawer(method: str):
+    """The `training.train(draw_samples=...)` of the launchers: a titled PNG grid of the EMA
+    samples at `path` (`plotting.save_image_grid`) and the grid image for TensorBoard."""
+
+    def draw(images, path, step):
+        title = f"{method} samples (EMA parameters)"
+        plotting.save_image_grid(images, path, title=title, step=step)
+        return plotting.image_grid(images)
+
+    return draw
 
 
 def write_samples(
@@ -36,7 +49,7 @@ def write_samples(
         config.sampling.sampler = sampler
     if num_steps:
         config.sampling.num_steps = num_steps
-    recipe = methods.make_recipe(config)
+    recipe = recipe_inputs.load_recipe(workdir, config)
     if recipe.sample is None:
         raise ValueError(f"method {config.method!r} is not generative: it has no sampler")
     params = load_params(workdir, which="ema")

@@ -22,18 +22,27 @@ from diffssl_jax.objectives.denoising import denoising_loss
 from diffssl_jax.sampling import denoisers, samplers
 
 
-def make_recipe(config) -> Recipe:
-    """The DDPM recipe for `config` (groups model, corruption, objective, sampling, data)."""
+def make_recipe(config, inputs=None) -> Recipe:
+    """The DDPM recipe for `config` (groups model, corruption, objective, sampling, data).
+
+    DDPM needs no `inputs`. Its `denoiser(params)` is the U-Net in VP form
+    (`sampling.denoisers.make_vp_denoiser`): the network estimates E[x0 | x_t] of Gaussian
+    noise, so it is a denoiser of the VE contract.
+    """
+    del inputs
     model = UNet(**config.model)
     schedule = make_schedule(config.corruption.schedule)
     kind, weighting = config.objective.prediction, config.objective.weighting
     image_shape = tuple(config.data.image_shape)
     default_blocks = finest_decoder_blocks(model)
 
-    def init(rng, batch):
+    def init(rng):
         x = jnp.zeros((1, *image_shape), jnp.float32)
-        del batch
         return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
+
+    def denoiser(params) -> denoisers.VPDenoiser:
+        """The denoiser contract `(x, sigma) -> x0_hat` of the U-Net with `params`."""
+        return denoisers.make_vp_denoiser(_apply_fn(model), params, schedule, kind)
 
     def loss(params, batch, rng):
         x0 = batch["image"]
@@ -58,33 +67,12 @@ def make_recipe(config) -> Recipe:
         return select_features(feats, blocks, default_blocks)
 
     def sample(params, rng, num):
-        sigmas = sampling_grid(config.sampling)
+        sigmas = samplers.sigmas_from_config(config.sampling)
         sampler = samplers.make_sampler(config.sampling.sampler)
-        images = samplers.sample(
-            make_denoiser(config, params), rng, image_shape, sigmas, sampler, num
-        )
+        images = samplers.sample(denoiser(params), rng, image_shape, sigmas, sampler, num)
         return jnp.clip(images, -1.0, 1.0)
 
-    return Recipe(init=init, loss=loss, features=features, sample=sample)
-
-
-def make_denoiser(config, params) -> denoisers.VPDenoiser:
-    """The denoiser contract `(x, sigma) -> x0_hat` of a trained DDPM (its U-Net in VP form)."""
-    model = UNet(**config.model)
-    schedule = make_schedule(config.corruption.schedule)
-    return denoisers.make_vp_denoiser(
-        _apply_fn(model), params, schedule, config.objective.prediction
-    )
-
-
-def sampling_grid(sampling_config, num_steps: int | None = None):
-    """The VE noise levels of `config.sampling` (optionally with another step count)."""
-    return samplers.sigma_grid(
-        sampling_config.grid,
-        num_steps or sampling_config.num_steps,
-        sampling_config.sigma_min,
-        sampling_config.sigma_max,
-    )
+    return Recipe(init=init, loss=loss, features=features, sample=sample, denoiser=denoiser)
 
 
 def finest_decoder_blocks(model: UNet, num_resolutions: int = 2) -> tuple[str, ...]:

@@ -18,14 +18,17 @@ so ab_n = alpha_bar((n + 1) / T) of the prior's own schedule and ab_{-1} = alpha
 For the linear VP schedule this is the continuous limit of DDPM's betas (schedules.py), not
 DDPM's product; using the prior's schedule keeps eps_θ consistent with the ab_n of the loss.
 
-Frozen prior: its EMA parameters are read once from `config.diti.prior_workdir` and closed
-over; they never enter the train state, so the optimiser, the EMA and the checkpoints only
-hold the trainable `{"encoder", "shift"}` (the strongest form of a parameter partition: the
-prior is bit-identical after training; tested). Features: z itself, as a `[B, 1, 1, D]` map
-named "z" (pooling gives z). `sample` is None: generation needs a feature (see
-`evaluation/counterfactuals.py`).
+Frozen prior: an input of the recipe (`inputs["prior"]`, a `Prior`: the EMA parameters and
+architecture of the DDPM workdir `config.diti.prior_workdir`, read once and saved in the DiTi
+workdir by `diffssl_jax.recipe_inputs`), closed over; it never enters the train state, so the
+optimiser, the EMA and the checkpoints only hold the trainable `{"encoder", "shift"}` (the
+strongest form of a parameter partition: the prior is bit-identical after training; tested).
+Features: z itself, as a `[B, 1, 1, D]` map named "z" (pooling gives z); `feature_groups`
+maps named subset ranges to their dims. `sample` is None: generation needs a feature;
+`counterfactuals` generates with mixed features (`diti_counterfactuals`).
 """
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -34,14 +37,27 @@ import numpy as np
 
 from diffssl_jax.corruptions.schedules import make_schedule
 from diffssl_jax.corruptions.times import stratified_times
-from diffssl_jax.methods import diti_partition
-from diffssl_jax.methods.recipe import Recipe
+from diffssl_jax.methods import diti_counterfactuals, diti_partition
+from diffssl_jax.methods.recipe import Recipe, require_inputs
 from diffssl_jax.models.encoder import Encoder
 from diffssl_jax.models.shift_unet import ShiftDecoder, shift_decoder_for
 from diffssl_jax.models.unet import UNet
-from diffssl_jax.training.checkpoint import load_config, load_params
 
 MODES = ("base", "stop_grad", "dual")
+
+
+class Prior(NamedTuple):
+    """The frozen ε-prediction DDPM DiTi corrects (the recipe's input "prior").
+
+    Attributes:
+        model: the prior's `config.model` (`UNet` keyword arguments).
+        schedule: the prior's `config.corruption.schedule` name.
+        params: its EMA parameters.
+    """
+
+    model: dict
+    schedule: str
+    params: Any
 
 
 class DiTiModel(NamedTuple):
@@ -137,20 +153,6 @@ def guided_eps(model: DiTiModel, params, xt, step, z, *, coefficient: str = "tra
     return eps + c[:, None, None, None] * g
 
 
-def load_prior(workdir: str):
-    """(UNet, EMA params as device arrays, schedule) of a trained ε-prediction DDPM workdir."""
-    if not workdir:
-        raise ValueError("config.diti.prior_workdir is empty: pass a trained DDPM workdir")
-    config = load_config(workdir)
-    if config.method != "ddpm" or config.objective.prediction != "eps":
-        raise ValueError(
-            f"the DiTi prior must be an eps-prediction DDPM; {workdir} is method "
-            f"{config.method!r} predicting {config.objective.get('prediction')!r}"
-        )
-    params = jax.device_put(load_params(workdir, which="ema"))
-    return UNet(**config.model), params, make_schedule(config.corruption.schedule)
-
-
 def _check_config(config) -> None:
     if config.diti.mode not in MODES:
         raise ValueError(f"diti.mode must be one of {MODES}, got {config.diti.mode!r}")
@@ -158,11 +160,13 @@ def _check_config(config) -> None:
         raise ValueError("need diti.num_subsets >= 1 and a channel axis in data.image_shape")
 
 
-def make_model(config) -> DiTiModel:
-    """Loads the prior and builds the encoder, shift branch and tables of `config`."""
+def make_model(config, prior: Prior) -> DiTiModel:
+    """The encoder, shift branch and tables of `config` around the frozen `prior`."""
     _check_config(config)
     d = config.diti
-    prior, prior_params, schedule = load_prior(d.prior_workdir)
+    prior_params = jax.device_put(prior.params)
+    schedule = make_schedule(prior.schedule)
+    prior = UNet(**prior.model)
     encoder = Encoder(**config.model)
     partition = diti_partition.make_partition(
         d.partition, d.num_subsets, encoder.latent_dim, d.num_steps, d.stages, d.dims_per_stage
@@ -213,14 +217,14 @@ def diti_loss(model: DiTiModel, params, x0, step, eps, *, mode: str, gamma: floa
     return total, weighted(eps_prior)
 
 
-def make_recipe(config) -> Recipe:
-    """The DiTi recipe (groups model = encoder, diti, data); loads the frozen prior."""
-    model = make_model(config)
+def make_recipe(config, inputs=None) -> Recipe:
+    """The DiTi recipe (groups model = encoder, diti, data) around `inputs["prior"]` (`Prior`)."""
+    prior = require_inputs(inputs, ("prior",), config.method)["prior"]
+    model = make_model(config, prior)
     image_shape = tuple(config.data.image_shape)
     mode, gamma = config.diti.mode, config.diti.gamma
 
-    def init(rng, batch):
-        del batch
+    def init(rng):
         rng_encoder, rng_shift = jax.random.split(rng)
         x = jnp.zeros((1, *image_shape), jnp.float32)
         z = model.encoder.init({"params": rng_encoder}, x)["params"]
@@ -248,7 +252,14 @@ def make_recipe(config) -> Recipe:
         z = model.encoder.apply({"params": params["encoder"]}, images)
         return {"z": z[:, None, None, :]}
 
-    return Recipe(init=init, loss=loss, features=features, sample=None)
+    return Recipe(
+        init=init,
+        loss=loss,
+        features=features,
+        sample=None,
+        feature_groups=functools.partial(subset_groups_dims, config),
+        counterfactuals=functools.partial(counterfactuals, model),
+    )
 
 
 def subset_groups_dims(config, groups) -> dict[str, np.ndarray]:
@@ -258,3 +269,28 @@ def subset_groups_dims(config, groups) -> dict[str, np.ndarray]:
         d.partition, d.num_subsets, config.model.latent_dim, d.num_steps, d.stages, d.dims_per_stage
     )
     return {name: diti_partition.subset_dims(partition, *span) for name, span in groups.items()}
+
+
+def sample_eps(model: DiTiModel, params, x, n, z):
+    """The guided noise of the reference's sampler at the scalar step n (docs/methods.md B.6)."""
+    step = jnp.full((x.shape[0],), n, jnp.int32)
+    return guided_eps(model, params, x, step, z, coefficient="sample")
+
+
+def counterfactuals(model: DiTiModel, params, x1, x2, groups, *, alphas, num_steps: int):
+    """`{name: [P, A, H, W, C]}`: images `x1 [P, H, W, C]` regenerated with each group's dims
+    of z (`groups {name: dims}`) moved towards `x2`'s by each weight of `alphas`, by guided
+    DDIM with `num_steps` steps (`diti_counterfactuals`); `params` `{"encoder", "shift"}`."""
+    run = diti_counterfactuals.make_counterfactual_fn(
+        lambda p, x: model.encoder.apply({"params": p["encoder"]}, x),
+        functools.partial(sample_eps, model),
+        model.alpha_bar,
+        diti_counterfactuals.step_grid(model.num_steps, num_steps),
+    )
+    alphas = jnp.asarray(alphas, jnp.float32)
+    latent_dim = model.encoder.latent_dim
+    out = {}
+    for name, dims in groups.items():
+        mask = jnp.zeros((latent_dim,), jnp.float32).at[np.asarray(dims)].set(1.0)
+        out[name] = np.asarray(run(params, jnp.asarray(x1), jnp.asarray(x2), mask, alphas))
+    return out

@@ -1,10 +1,10 @@
 """l-DAE: a ViT denoises images whose noise lives in a patch-wise PCA latent (Chen et al. 2024).
 
-The PCA basis is fitted ONCE, inside `make_recipe`, from `corruption.pca_num_patches` random
-`corruption.patch_size` patches of the training images (`config.data`), drawn with
-`config.seed`: it is a deterministic function of the config and the data, needs no
-checkpoint of its own, and is closed over by `loss` and `features` as a constant (never
-trained). Rebuilding the recipe (e.g. `evaluation.load_features`) refits the same basis.
+The PCA basis is an input of the recipe (`inputs["pca_basis"]`), fitted ONCE per workdir by
+`diffssl_jax.recipe_inputs` (`basis_from_patches` on `sample_patches` of
+`corruption.pca_num_patches` random `corruption.patch_size` patches of the training images,
+drawn with `config.seed`), saved in the workdir and read back by every later reader; the
+recipe closes over it as a constant (never trained) and does no I/O.
 
 Loss (Chen et al. 2024, Sec. 4.3-4.4 and Eq. 4; docs/methods.md C.4, C.6): t ~ U[0, 1)
 stratified over the batch (continuous; the paper's s / 999 grid is its discretisation),
@@ -28,11 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffssl_jax import data
 from diffssl_jax.corruptions import masking, pca_latent
 from diffssl_jax.corruptions.times import stratified_times
 from diffssl_jax.methods.mae import vit_features
-from diffssl_jax.methods.recipe import Recipe
+from diffssl_jax.methods.recipe import Recipe, require_inputs
 from diffssl_jax.models.vit import ViT
 
 FEATURE_INPUTS = ("projected", "raw", "noisy")
@@ -73,22 +72,29 @@ def sample_patches(source, patch_size: int, num_patches: int, seed: int) -> np.n
     return np.concatenate(chosen).astype(np.float32)
 
 
-def fit_basis(config) -> pca_latent.PCABasis:
-    """The PCA basis of `config`: `fit_pca_basis` on `sample_patches` of `config.data`.
+def basis_from_patches(config, patches) -> pca_latent.PCABasis:
+    """The PCA basis of `config` fitted on `patches` `[N, P P C]` (`sample_patches`).
 
     Maths: Sigma = V^T diag(lambda) V over random training patches (Chen et al. 2024, Sec. 4.1).
+
+    Raises:
+        ValueError: if `corruption.latent_dim` is not in [1, P P C].
     """
     c = config.corruption
-    source = data.source_for(config.data)
-    patches = sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
     basis = pca_latent.fit_pca_basis(jnp.asarray(patches), center=c.pca_center, whiten=c.pca_whiten)
+    check_basis(config, basis)
+    return basis
+
+
+def check_basis(config, basis: pca_latent.PCABasis) -> None:
+    """Raises ValueError unless `corruption.latent_dim` lies in [1, basis.dim]."""
+    c = config.corruption
     if not 1 <= c.latent_dim <= basis.dim:
         raise ValueError(
             f"corruption.latent_dim must be in [1, {basis.dim}] for {c.patch_size}x"
             f"{c.patch_size} patches of {config.data.image_shape[-1]} channel(s), got "
             f"{c.latent_dim}"
         )
-    return basis
 
 
 def _check_config(config) -> None:
@@ -106,19 +112,20 @@ def _check_config(config) -> None:
     masking.count_patches(tuple(config.data.image_shape), c.patch_size)  # raises
 
 
-def make_recipe(config, basis: pca_latent.PCABasis | None = None) -> Recipe:
+def make_recipe(config, inputs=None) -> Recipe:
     """The l-DAE recipe for `config` (groups model, corruption, objective, data).
 
     Args:
         config: the run's config.
-        basis: a fitted basis to use instead of fitting one from `config.data` (tests).
+        inputs: `{"pca_basis": PCABasis}` (`recipe_inputs.prepare` / `load`).
 
     Raises:
-        ValueError: on bad corruption/objective settings (named by key).
+        ValueError: on bad corruption/objective settings (named by key), or without a basis.
     """
     _check_config(config)
     c = config.corruption
-    basis = fit_basis(config) if basis is None else basis
+    basis = require_inputs(inputs, ("pca_basis",), config.method)["pca_basis"]
+    check_basis(config, basis)
     model = ViT(**config.model)
     image_shape = tuple(config.data.image_shape)
     num_patches = masking.count_patches(image_shape, c.patch_size)
@@ -140,8 +147,7 @@ def make_recipe(config, basis: pca_latent.PCABasis | None = None) -> Recipe:
     def noise(rng, batch_size):
         return jax.random.normal(rng, (batch_size, num_patches, c.latent_dim), jnp.float32)
 
-    def init(rng, batch):
-        del batch
+    def init(rng):
         x = jnp.zeros((1, *image_shape), jnp.float32)
         return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
 

@@ -85,13 +85,14 @@ def vit_features(model, params, images, t, blocks, default):
     return select_features(feats, blocks, default)
 
 
-def make_recipe(config) -> Recipe:
-    """The MAE recipe for `config` (groups model, corruption, objective, data).
+def make_recipe(config, inputs=None) -> Recipe:
+    """The MAE recipe for `config` (groups model, corruption, objective, data); no inputs.
 
     Raises:
         ValueError: on an unknown `loss_on`, a time-conditioned model, a mask ratio outside
             [0, 1), or patch sizes that do not fit the image or each other.
     """
+    del inputs  # MAE needs none
     _check_config(config)
     model = ViT(**config.model)
     c = config.corruption
@@ -101,8 +102,7 @@ def make_recipe(config) -> Recipe:
     )
     per_example = functools.partial(masked_mse, loss_on=config.objective.loss_on)
 
-    def init(rng, batch):
-        del batch
+    def init(rng):
         x = jnp.zeros((1, *image_shape), jnp.float32)
         return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
 

@@ -100,13 +100,19 @@ def reconstruction_loss(x_pred, x0, *, loss: str, ssim_data_range: str = "refere
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def make_recipe(config) -> Recipe:
+def make_recipe(config, inputs=None) -> Recipe:
     """The MDM recipe for `config` (groups model, corruption, objective, data).
+
+    MDM needs no `inputs`. Its `denoiser` is None: the U-Net restores MASKED patches (an
+    estimate of x0 from x0 with a random set of patches replaced by `fill`), not
+    E[x0 | x0 + sigma eps] under Gaussian noise, so it does not meet the VE denoiser contract
+    that samplers and posterior methods assume (its `restore` serves the figures).
 
     Raises:
         ValueError: on an unknown loss, SSIM convention or mask convention, a `fixed_t`
             outside [0, 1] (other than -1), or a patch size that does not divide the image.
     """
+    del inputs
     _check_config(config)
     model = UNet(**config.model)
     c = config.corruption
@@ -136,8 +142,7 @@ def make_recipe(config) -> Recipe:
         xt = mask_batch(rng, images, t_batch)
         return xt, model.apply({"params": params}, xt, t_batch)[0]
 
-    def init(rng, batch):
-        del batch
+    def init(rng):
         x = jnp.zeros((1, *image_shape), jnp.float32)
         return model.init({"params": rng}, x, jnp.zeros((1,)))["params"]
 

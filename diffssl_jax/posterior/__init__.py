@@ -1,4 +1,4 @@
-"""Posterior denoisers for linear inverse problems: operators, CG, MMPS and baselines.
+"""Linear inverse problems: operators, the one problem type, MMPS and the baselines.
 
 Everything here sees only the denoiser contract ``denoiser(x, sigma) -> x0_hat`` on one
 example (``x = x0 + sigma * eps``) and returns a posterior denoiser with the same contract.
@@ -15,7 +15,25 @@ from diffssl_jax.posterior.baselines import (
     tmpd,
 )
 from diffssl_jax.posterior.cg import CGResult, cg
+from diffssl_jax.posterior.methods import (
+    METHODS,
+    PosteriorMethod,
+    make_posterior,
+    method_options,
+    posterior_method,
+)
 from diffssl_jax.posterior.mmps import MMPSDenoiser, mmps
+from diffssl_jax.posterior.observations import (
+    KINDS,
+    box_inpainting,
+    deblurring,
+    observation_options,
+    observe,
+    pixel_inpainting,
+    random_projections,
+    super_resolution,
+    undersampled_mri,
+)
 from diffssl_jax.posterior.operators import (
     Blur,
     BoxDownsample,
@@ -31,6 +49,12 @@ from diffssl_jax.posterior.operators import (
     mri_column_mask,
     random_pixel_mask,
 )
+from diffssl_jax.posterior.problems import (
+    InverseProblem,
+    check_problem,
+    observation_image,
+    zero_filled,
+)
 from diffssl_jax.posterior.sampling import sample_posterior
 
 __all__ = [
@@ -41,23 +65,41 @@ __all__ = [
     "DenseMatrix",
     "DiffPIRDenoiser",
     "Identity",
+    "InverseProblem",
+    "KINDS",
+    "METHODS",
     "MMPSDenoiser",
     "PiGDMDenoiser",
     "PixelMask",
+    "PosteriorMethod",
     "TMPDDenoiser",
     "UndersampledFourier",
+    "box_inpainting",
     "box_mask",
     "cg",
     "check_operator",
+    "check_problem",
+    "deblurring",
     "diffpir",
     "dps",
     "gaussian_kernel",
     "make_adjoint",
+    "make_posterior",
+    "method_options",
     "mmps",
     "motion_kernel",
     "mri_column_mask",
+    "observation_image",
+    "observation_options",
+    "observe",
     "pigdm",
+    "pixel_inpainting",
+    "posterior_method",
     "random_pixel_mask",
+    "random_projections",
     "sample_posterior",
+    "super_resolution",
     "tmpd",
+    "undersampled_mri",
+    "zero_filled",
 ]

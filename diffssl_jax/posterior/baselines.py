@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from diffssl_jax.posterior import operators
 from diffssl_jax.posterior.cg import cg, real_dot
-from diffssl_jax.posterior.mmps import check_call, check_cg_options, noise_array, validate_inputs
+from diffssl_jax.posterior.checks import check_call, check_cg_options, noise_array, validate_inputs
 
 
 def _num_real(y):

@@ -1,9 +1,11 @@
 """Denoisers ``denoiser(x, sigma) -> x0_hat`` on ONE example, with ``x = x0 + sigma * eps``.
 
-Two kinds live here: the closed-form ``GaussianDenoiser`` (test oracle and EM initialiser)
-and ``make_vp_denoiser``, the one place where a network trained on the process
-``x_t = alpha(t) x0 + sigma(t) eps`` is converted into this VE contract. Both are pytrees, so
-they can be passed to jitted functions, closed over and vmapped.
+Here live the closed-form ``GaussianDenoiser`` (test oracle and EM initialiser), the
+wrappers that turn a network into this contract (``make_vp_denoiser`` for a network trained
+on ``x_t = alpha(t) x0 + sigma(t) eps``, ``EDMDenoiser`` for the EDM-preconditioned VE prior
+of ``methods.edm``) and ``ScaledDenoiser``, the change of units and shape between a network's
+examples and the space a caller works in (EM's data units). All are pytrees, so they can be
+passed to jitted functions, closed over and vmapped.
 """
 
 import dataclasses
@@ -201,3 +203,67 @@ def make_vp_denoiser(apply_fn, params, schedule, prediction):
     if not callable(apply_fn):
         raise ValueError(f"apply_fn must be callable, got {type(apply_fn).__name__}.")
     return VPDenoiser(params=params, schedule=schedule, apply_fn=apply_fn, prediction=prediction)
+
+
+@flax.struct.dataclass
+class EDMDenoiser:
+    """A network with the EDM preconditioning of a VE prior (docs/methods.md E.1), on one example.
+
+    Maths (Karras et al. 2022, Table 1; E.1's with ``s_d = 1``):
+    ``D(x, sigma) = c_skip x + c_out net(c_in x, t(sigma))`` with
+    ``c_skip = s_d^2 / (sigma^2 + s_d^2)``, ``c_out = sigma s_d / sqrt(sigma^2 + s_d^2)``,
+    ``c_in = 1 / sqrt(sigma^2 + s_d^2)`` and ``t(sigma)`` the schedule's time of ``sigma``
+    (``LogLinearVE.t_from_ve_sigma``, an affine function of ``log sigma``). ``sigma`` is in
+    the network's units (those it was trained in).
+
+    Attributes:
+      params: network parameters (pytree leaves).
+      apply_fn: ``(params, x [1, ...], t [1]) -> output [1, ...]`` (static).
+      schedule: the ``LogLinearVE`` giving ``t(sigma)`` (static fields only).
+      sigma_data: ``s_d`` (static).
+    """
+
+    params: Any
+    apply_fn: Callable = flax.struct.field(pytree_node=False)
+    schedule: Any = flax.struct.field(pytree_node=False)
+    sigma_data: float = flax.struct.field(pytree_node=False, default=0.5)
+
+    def __call__(self, x, sigma):
+        sigma = jnp.asarray(sigma, x.dtype)
+        if jnp.ndim(sigma) != 0:
+            raise ValueError(f"sigma must be a scalar (one example), got {jnp.shape(sigma)}.")
+        skip, out, inp = edm_preconditioning(sigma, self.sigma_data)
+        t = self.schedule.t_from_ve_sigma(sigma)
+        net = self.apply_fn(self.params, (inp * x)[None].astype(jnp.float32), t[None])[0]
+        return (skip * x + out * net.astype(x.dtype)).astype(x.dtype)
+
+
+def edm_preconditioning(sigma, sigma_data):
+    """``(c_skip, c_out, c_in)`` of ``EDMDenoiser`` (Karras et al. 2022, Table 1)."""
+    total = sigma**2 + sigma_data**2
+    return sigma_data**2 / total, sigma * sigma_data / jnp.sqrt(total), 1.0 / jnp.sqrt(total)
+
+
+@flax.struct.dataclass
+class ScaledDenoiser:
+    """``D(x, sigma) = scale * inner((x / scale).reshape(inner_shape), sigma / scale)``.
+
+    Adapts a denoiser in network units (data divided by ``scale``, examples of
+    ``inner_shape``, e.g. ``[1, 1, D]`` for the toy's vectors, ``[D]`` for a
+    ``GaussianDenoiser``, ``[H, W, C]`` for images) to the caller's units and shape (EM's
+    data units, the shape its operators act on). Exact: if ``x0' = x0 / s`` then
+    ``E[x0 | x0 + sigma eps] = s E[x0' | x0' + (sigma / s) eps]`` (docs/methods.md E.4).
+
+    Attributes:
+      inner: the denoiser in network units.
+      inner_shape: the shape of one of its examples (static).
+      scale: data units per network unit, ``> 0`` (static).
+    """
+
+    inner: Any
+    inner_shape: tuple = flax.struct.field(pytree_node=False)
+    scale: float = flax.struct.field(pytree_node=False, default=1.0)
+
+    def __call__(self, x, sigma):
+        z = (x / self.scale).reshape(self.inner_shape)
+        return (self.scale * self.inner(z, sigma / self.scale)).reshape(x.shape).astype(x.dtype)

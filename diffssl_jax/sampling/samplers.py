@@ -58,6 +58,35 @@ def sigma_grid(kind, num_steps, sigma_min, sigma_max, rho=7.0):
     return jnp.append(sigmas, jnp.zeros((), sigmas.dtype))
 
 
+def sigmas_from_config(sampling_config, *, num_steps=None, scale=1.0):
+    """The noise levels of a config's ``sampling`` group: the one place a grid is built.
+
+    ``sigma_grid(grid, num_steps, sigma_min, sigma_max)`` with the group's keys, in the units
+    the denoiser is called in; ``scale`` multiplies every level (a denoiser called in units
+    ``scale`` times those of the config, e.g. EM's data units against its network units).
+
+    Args:
+      sampling_config: a group with ``grid``, ``num_steps``, ``sigma_min``, ``sigma_max``.
+      num_steps: overrides ``sampling_config.num_steps``.
+      scale: a positive factor on every level.
+    """
+    c = sampling_config
+    grid = sigma_grid(c.grid, num_steps or c.num_steps, c.sigma_min, c.sigma_max)
+    return grid if scale == 1.0 else grid * scale
+
+
+def describe_sigmas(sampling_config, *, num_steps=None, scale=1.0, unit="data") -> dict:
+    """The grid of ``sigmas_from_config`` as a JSON record for a run's outputs."""
+    c = sampling_config
+    return {
+        "grid": c.grid,
+        "num_steps": int(num_steps or c.num_steps),
+        "sigma_min": float(c.sigma_min) * scale,
+        "sigma_max": float(c.sigma_max) * scale,
+        "unit": unit,
+    }
+
+
 def check_sigmas(sigmas, dtype=None):
     """Validates a noise-level grid and returns it as an array of ``dtype``.
 

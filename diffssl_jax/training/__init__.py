@@ -1,4 +1,4 @@
-"""Training: state, the pure step, mesh and shardings, checkpoints, and the one loop."""
+"""Training: state, the pure step, checkpoints, and the one loop."""
 
 from diffssl_jax.training.checkpoint import CheckpointError, load_config, load_params
 from diffssl_jax.training.loop import train

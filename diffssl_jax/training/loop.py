@@ -1,6 +1,8 @@
 """The one training loop: every method trains through `train(config, workdir, recipe)`.
 
 It knows nothing of any method: the recipe gives `init`, `loss` and (optionally) `sample`.
+It draws nothing either: the sample grids are drawn by the `draw_samples` the caller passes
+(the launchers pass `evaluation.samples.sample_grid_drawer`).
 Resume order: the workdir's latest finalised checkpoint, then `config.train.init_from`
 (parameters only), then scratch. A finished run is not redone (a missing final sample grid,
 lost to a kill after the last checkpoint, is drawn).
@@ -25,17 +27,17 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from diffssl_jax import data, plotting, storage
+from diffssl_jax import data, parallel, storage
 from diffssl_jax.training import (
     checkpoint,
     finite_guard,
     logs,
     metric_writers,
-    parallel,
     preemption,
     validation,
     workdir_lock,
 )
+from diffssl_jax.training.sample_grids import DrawSamples, draw_missing_final_grid, save_samples
 from diffssl_jax.training.state import TrainState, create_train_state
 from diffssl_jax.training.step import make_optimizer, make_train_step
 
@@ -89,14 +91,14 @@ def _abstract_state(init_fn, tx, rng, sharding) -> TrainState:
     )
 
 
-def init_or_restore(config, workdir, recipe, example_batch, mesh, manager):
+def init_or_restore(config, workdir, recipe, mesh, manager):
     """Returns (state, data_state or None, start_step) following the resume order.
 
     The optimiser is built from the current `config.optim` (which may differ from the saved
     run's, `RESUMABLE_CHANGES`); its restored state has the same structure.
     """
     tx, _ = make_optimizer(**config.optim, num_steps=config.train.num_steps)
-    init_fn = functools.partial(recipe.init, batch=example_batch)
+    init_fn = recipe.init
     rng = jax.random.key(config.seed)
     sharding = parallel.replicated(mesh)
     if manager.latest_step() is not None:
@@ -128,42 +130,11 @@ def _log(metrics_window, step, start_time, writer):
     return summary
 
 
-def _save_samples(recipe, sample_fn, state, config, workdir, step, writer):
-    """Every process samples (one computation over the global mesh); process 0 writes."""
-    if recipe.sample is None:
-        return
-    rng = jax.random.fold_in(jax.random.key(config.seed + 1), step)
-    images = jax.device_get(sample_fn(state.ema_params, rng))
-    if not storage.is_primary():
-        return
-    path = plotting.save_image_grid(
-        images,
-        storage.path(workdir) / "figures" / f"samples_{step:07d}.png",
-        title=f"{config.method} samples (EMA parameters)",
-        step=step,
-    )
-    writer.write_images(step, {"samples": plotting.image_grid(images)})
-    logging.info("step %d: wrote %s", step, path)
-
-
-def _draw_missing_final_grid(recipe, sample_fn, state, config, workdir, step) -> None:
-    """The final sample grid of a finished run, if a kill after its last checkpoint lost it."""
-    figure = storage.path(workdir) / "figures" / f"samples_{step:07d}.png"
-    if sample_fn is None or not config.train.sample_every_steps or figure.exists():
-        return
-    # No purge_step: this adds the step's image to the finished run's TensorBoard events.
-    writer = (
-        metric_writers.TensorBoardWriter(storage.path(workdir)) if storage.is_primary() else None
-    )
-    with contextlib.closing(writer or metric_writers.MultiWriter([])):
-        _save_samples(recipe, sample_fn, state, config, workdir, step, writer)
-
-
 def _check_and_load(config, workdir, recipe, source):
     """Every check that can fail on the config, before anything is written to `workdir`.
 
     Returns:
-        (mesh, dataset, example_batch).
+        (mesh, dataset).
     """
     validation.check_config(config)
     mesh = parallel.make_mesh(config.mesh.num_devices)
@@ -181,18 +152,29 @@ def _check_and_load(config, workdir, recipe, source):
         data.validate_batch(example_batch, tuple(config.data.image_shape))
     except ValueError as error:
         raise validation.ConfigError(f"{error} Nothing was written to {workdir}.") from error
-    validation.check_model_fits_data(recipe.init, example_batch, config.seed)
+    image_shape = tuple(example_batch["image"].shape[1:])
+    validation.check_model_fits_data(recipe.init, image_shape, config.seed)
     check_resumable(config, workdir)
-    return mesh, dataset, example_batch
+    return mesh, dataset
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=None) -> TrainState:
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    recipe,
+    *,
+    source=None,
+    draw_samples: DrawSamples | None = None,
+) -> TrainState:
     """Trains `recipe` into `workdir`; resumes when checkpoints exist.
 
     The data are `config.data`'s source, or `source` (any random-access source, e.g. an
-    `ArraySource` of EM posterior samples) when given. The config is checked before anything
-    is written; then the run holds the workdir's lock (`workdir_lock.hold`: a second run on
-    the same workdir fails at once) and waits for checkpoint saves in flight on every exit.
+    `ArraySource` of EM posterior samples) when given. With `draw_samples` (`DrawSamples`),
+    a generative recipe's EMA samples are drawn every `train.sample_every_steps` and at the
+    end, to `figures/samples_<step>.png` and TensorBoard; without it nothing is sampled.
+    The config is checked before anything is written; then the run holds the workdir's
+    lock (`workdir_lock.hold`: a second run on the same workdir fails at once) and waits
+    for checkpoint saves in flight on every exit.
 
     Raises:
         validation.ConfigError: a bad config (nothing was written).
@@ -200,25 +182,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, recipe, *, source=Non
             the last good checkpoint and how to resume from it).
         preemption.Preempted: after a SIGTERM (the step in flight was checkpointed).
     """
-    mesh, dataset, example_batch = _check_and_load(config, workdir, recipe, source)
+    mesh, dataset = _check_and_load(config, workdir, recipe, source)
     with workdir_lock.hold(workdir):
         prepare_workdir(config, workdir)
         manager = checkpoint.make_manager(workdir, keep=config.train.keep_checkpoints)
         try:
-            return _train(config, workdir, recipe, mesh, dataset, example_batch, manager)
+            return _train(config, workdir, recipe, mesh, dataset, manager, draw_samples)
         finally:
             manager.wait_until_finished()  # on every exit path: no save in flight is dropped
 
 
-def _train(config, workdir, recipe, mesh, dataset, example_batch, manager) -> TrainState:
+def _train(config, workdir, recipe, mesh, dataset, manager, draw_samples) -> TrainState:
     cfg = config.train
     iterator = data.make_iterator(dataset, num_workers=config.pipeline.num_workers)
-    state, data_state, step = init_or_restore(config, workdir, recipe, example_batch, mesh, manager)
-    sample_fn = (
-        jax.jit(functools.partial(recipe.sample, num=cfg.num_samples)) if recipe.sample else None
-    )
+    state, data_state, step = init_or_restore(config, workdir, recipe, mesh, manager)
+    sample_fn = None
+    if recipe.sample and draw_samples:
+        sample_fn = jax.jit(functools.partial(recipe.sample, num=cfg.num_samples))
     if step >= cfg.num_steps:
-        _draw_missing_final_grid(recipe, sample_fn, state, config, workdir, step)
+        draw_missing_final_grid(draw_samples, sample_fn, state, config, workdir, step)
         logging.info(
             "%s: already trained to step %d >= train.num_steps; nothing to do.", workdir, step
         )
@@ -236,10 +218,11 @@ def _train(config, workdir, recipe, mesh, dataset, example_batch, manager) -> Tr
         out_shardings=(sharding, sharding, sharding),
         donate_argnums=0,
     )
-    return _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn)
+    run = functools.partial(_run, config, workdir, draw_samples)
+    return run(state, step, iterator, manager, mesh, step_fn, sample_fn)
 
 
-def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn, sample_fn):
+def _run(config, workdir, draw_samples, state, step, iterator, manager, mesh, step_fn, sample_fn):
     cfg = config.train
     # tqdm redraws its line with '\r': only on a terminal or in a notebook, never in a log file.
     show_bar = cfg.progress_bar and jax.process_index() == 0 and logs.shows_live_updates(sys.stderr)
@@ -288,7 +271,7 @@ def _run(config, workdir, recipe, state, step, iterator, manager, mesh, step_fn,
             if save_now:
                 checkpoint.save(manager, state, iterator.get_state(), {"step": step})
             if sample_now:
-                _save_samples(recipe, sample_fn, state, config, workdir, step, writer)
+                save_samples(draw_samples, sample_fn, state, config, workdir, step, writer)
             if stop:
                 manager.wait_until_finished()
                 logging.warning(

@@ -1,7 +1,7 @@
 """Checks of a training config that run before anything is written to the workdir.
 
 `training.train` calls `check_config` (ranges and cadences), `check_model_fits_data` (an
-abstract initialisation of the network on the first batch: shapes, GroupNorm groups, the
+abstract initialisation of the network for the data's image shape: shapes, GroupNorm groups, the
 U-Net's downsampling) and `resume_conflicts` (a resumed run's saved config against the new
 one) before it writes `config.json`, so a refused command leaves the workdir as it was and
 the corrected command runs in the same workdir. Every error is a `ConfigError` naming the
@@ -9,7 +9,6 @@ key, the value and what to set instead.
 """
 
 import fnmatch
-import functools
 import math
 from typing import Any, Callable
 
@@ -112,13 +111,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("invalid config: " + "; ".join(errors) + ".")
 
 
-def check_model_fits_data(init: Callable, example_batch: dict, seed: int) -> None:
-    """Initialises the network abstractly (`jax.eval_shape`: no compute, no memory) on the
-    first batch, so a model that does not fit the data fails before anything is written.
+def check_model_fits_data(init: Callable, image_shape: tuple[int, ...], seed: int) -> None:
+    """Initialises the network abstractly (`jax.eval_shape`: no compute, no memory), so a
+    model that does not fit the data fails before anything is written.
 
     Args:
-        init: the recipe's `init(rng, batch) -> params`.
-        example_batch: the first host batch (its image shape is `config.data.image_shape`).
+        init: the recipe's `init(rng) -> params` (for images of `config.data.image_shape`).
+        image_shape: `(H, W, C)` of the data (the first batch's, checked against the config).
         seed: `config.seed`.
 
     Raises:
@@ -126,9 +125,9 @@ def check_model_fits_data(init: Callable, example_batch: dict, seed: int) -> Non
             a width, or a U-Net whose downsampling does not fit the image size).
     """
     try:
-        jax.eval_shape(functools.partial(init, batch=example_batch), jax.random.key(seed))
+        jax.eval_shape(init, jax.random.key(seed))
     except Exception as error:  # flax and jax raise many types; all mean "does not fit"
-        shape = tuple(example_batch["image"].shape[1:])
+        shape = tuple(image_shape)
         lines = str(error).strip().splitlines()
         raise ConfigError(
             f"config.model does not fit images of shape {shape}: {type(error).__name__}: "

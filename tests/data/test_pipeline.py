@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffssl_jax.data import pipeline
-from diffssl_jax.data.sources import ArraySource
+from diffssl_jax.data.arrays import ArraySource
 
 N, H, W = 12, 3, 4
 

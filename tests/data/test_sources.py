@@ -9,7 +9,8 @@ import sklearn.datasets
 import tensorflow_datasets as tfds
 
 from diffssl_jax.data import sources
-from diffssl_jax.data.sources import ArraySource, DigitsSource, TfdsSource, make_source
+from diffssl_jax.data.arrays import ArraySource
+from diffssl_jax.data.sources import DigitsSource, TfdsSource, make_source
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from conftest import REPO_ROOT
 
 from diffssl_jax import em
 from diffssl_jax.configs.em.toy import get_config
-from diffssl_jax.data import observations
-from diffssl_jax.sampling.denoisers import GaussianDenoiser
+from diffssl_jax.posterior.observations import random_projections
+from diffssl_jax.posterior.problems import check_problem
+from diffssl_jax.sampling.denoisers import GaussianDenoiser, ScaledDenoiser
 
 # One lap after the Gaussian one, 4 sampler steps, 6 M-step steps checkpointed every 2.
 TINY = [
@@ -63,20 +64,19 @@ def test_killed_run_resumes_with_the_same_samples(tmp_path):
 
 def _toy_observations(n=64):
     x = jax.random.normal(jax.random.key(0), (n, 5))
-    y, ops = observations.linear_projections(1, x, obs_dim=2, noise_std=0.01)
-    return em.Observations(y=y, operators=ops, noise_var=1e-4, shape=(5,))
+    return random_projections(1, x, obs_dim=2, noise_std=0.01).replace(noise_var=1e-4)
 
 
 def test_operators_and_y_that_disagree_are_rejected():
     obs = _toy_observations()
     with pytest.raises(ValueError, match="disagree"):
-        em.check_observations(obs._replace(y=obs.y[:10]))
-    with pytest.raises(ValueError, match="disagree in shape"):
-        em.check_observations(obs._replace(y=jnp.zeros((64, 3))))
+        check_problem(obs.replace(y=obs.y[:10]))
+    with pytest.raises(ValueError, match=r"maps \[5\] to \[2\] but y has shape \[3\]"):
+        check_problem(obs.replace(y=jnp.zeros((64, 3))))
     with pytest.raises(ValueError, match="non-empty"):
-        em.check_observations(obs._replace(y=jnp.zeros((0, 2))))
+        check_problem(obs.replace(y=jnp.zeros((0, 2))))
     with pytest.raises(ValueError, match="NaN"):
-        em.check_observations(obs._replace(y=obs.y.at[3, 0].set(jnp.nan)))
+        check_problem(obs.replace(y=obs.y.at[3, 0].set(jnp.nan)))
 
 
 def _nan_denoiser(x, sigma):
@@ -93,13 +93,21 @@ def _config(workdir_batch=32):
 
 def test_all_nan_lap_fails_clearly_and_keeps_the_last_good_lap(tmp_path):
     obs, config, workdir = _toy_observations(), _config(), str(tmp_path)
-    good = em.ReshapedDenoiser(GaussianDenoiser(jnp.zeros(5), jnp.eye(5)), (5,), 1.0)
+    good = ScaledDenoiser(GaussianDenoiser(jnp.zeros(5), jnp.eye(5)), (5,), 1.0)
     em.run_lap(0, good, obs, config, workdir, evaluate=None)
     with pytest.raises(em.EMError, match="lap 1: all 64 posterior samples are non-finite"):
         em.run_lap(1, _nan_denoiser, obs, config, workdir, evaluate=None)
     assert em.completed_laps(workdir) == [0]
     samples, info = em.load_lap(workdir, 0)
     assert samples.shape == (64, 5) and info["num_kept"] == 64
+    # The lap records the grid its E-step used, in EM data units (sampling.sigma_*).
+    assert info["sampling/sigmas"] == {
+        "grid": "loglinear",
+        "num_steps": 4,
+        "sigma_min": 1e-3,
+        "sigma_max": 10.0,
+        "unit": "EM data units",
+    }
 
 
 def test_empty_lap_and_too_large_batches_fail_clearly(tmp_path):
@@ -107,18 +115,11 @@ def test_empty_lap_and_too_large_batches_fail_clearly(tmp_path):
     with pytest.raises(em.EMError, match="at least train.batch_size=32"):
         em.m_step(_config(), workdir, 1, np.zeros((0, 5), np.float32), recipe=None)
     with pytest.raises(ValueError, match="more samples per M-step batch than there are"):
-        em.run(
-            _config(workdir_batch=128),
-            workdir,
-            obs,
-            recipe=None,
-            make_denoiser=None,
-            gaussian_prior=None,
-        )
+        em.run(_config(workdir_batch=128), workdir, obs, recipe=None)
     config = _config()
     config.posterior.cg_max_residual_growth = 0.5
     with pytest.raises(ValueError, match="cg_max_residual_growth must be None or >= 1"):
-        em.run(config, workdir, obs, recipe=None, make_denoiser=None, gaussian_prior=None)
+        em.run(config, workdir, obs, recipe=None)
     assert not os.listdir(workdir)  # nothing written before the error
 
 
@@ -134,12 +135,3 @@ def test_lap_seeds_come_from_fold_in():
     assert em.lap_seed(0, 1) == em.lap_seed(0, 1) != em.lap_seed(0, 2) != em.lap_seed(1, 2)
     key = jax.random.fold_in(jax.random.key(3), 4)
     np.testing.assert_array_equal(jax.random.key_data(em.lap_key(3, 4)), jax.random.key_data(key))
-
-
-def test_reshaped_denoiser_changes_units_exactly():
-    """D(x, s) in units scaled by c is c * D'(x / c, s / c) for the Gaussian denoiser."""
-    mean, cov = jnp.array([0.5, -1.0]), jnp.array([[2.0, 0.3], [0.3, 1.0]])
-    x, sigma, c = jnp.array([0.3, 0.1]), 0.7, 2.0
-    inner = GaussianDenoiser(mean / c, cov / c**2)
-    outer = em.ReshapedDenoiser(inner, (2,), c)
-    np.testing.assert_allclose(outer(x, sigma), GaussianDenoiser(mean, cov)(x, sigma), rtol=1e-5)

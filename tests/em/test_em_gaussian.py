@@ -1,12 +1,14 @@
-"""Moment-matching EM of the Gaussian prior (em_gaussian) and the E-step's pooled posteriors."""
+"""Moment-matching EM of the Gaussian prior (em.gaussian) and the E-step's pooled posteriors."""
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from diffssl_jax import em, em_gaussian
-from diffssl_jax.data import observations
+from diffssl_jax import em
+from diffssl_jax.em import gaussian as em_gaussian
+from diffssl_jax.posterior import observations
+from diffssl_jax.posterior.operators import DenseMatrix
 from diffssl_jax.sampling.denoisers import GaussianDenoiser
 
 D, M = 5, 2
@@ -29,9 +31,15 @@ def test_gaussian_em_recovers_mean_and_covariance():
         mean, cov = _gaussian(jax.random.key(1))
         n = 16384
         x = mean + jax.random.normal(jax.random.key(2), (n, D)) @ jnp.linalg.cholesky(cov).T
-        y, ops = observations.linear_projections(3, x, obs_dim=M, noise_std=0.01)
+        observed = observations.random_projections(3, x, obs_dim=M, noise_std=0.01)
         fit_mean, fit_cov = em_gaussian.fit_gaussian(
-            ops, y, 1e-4, shape=(D,), num_iterations=60, ridge=0.0, chunk=4096
+            observed.operators,
+            observed.y,
+            1e-4,
+            shape=(D,),
+            num_iterations=60,
+            ridge=0.0,
+            chunk=4096,
         )
         assert fit_mean.dtype == jnp.float64
         assert float(jnp.max(jnp.abs(fit_mean - mean))) <= 0.05
@@ -43,7 +51,7 @@ def test_gaussian_em_fixed_point_with_full_observations():
     """With A = I and no noise the posterior is exact: one step gives the sample moments."""
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(4), (300, 3)) * jnp.array([1.0, 2.0, 0.5])
-        ops = observations.DenseMatrix(matrix=jnp.broadcast_to(jnp.eye(3), (300, 3, 3)))
+        ops = DenseMatrix(matrix=jnp.broadcast_to(jnp.eye(3), (300, 3, 3)))
         mean, cov = em_gaussian.em_iteration(
             jnp.zeros(3), jnp.eye(3), ops, x, 1e-12, shape=(3,), chunk=128
         )
@@ -59,11 +67,14 @@ def test_dropping_zero_rows_leaves_the_iteration_exact():
         mean = jax.random.normal(rng_mean, (64,))
         root = jax.random.normal(rng_cov, (64, 64)) / 8
         cov = root @ root.T + 0.1 * jnp.eye(64)
-        problems = {
-            "mask": observations.masked_digits(1, x, 0.75, noise_std=0.1),
-            "mri": observations.kspace_measurements(2, x, 4.0, 0.125, noise_std=0.1),
+        observed = {
+            "mask": observations.pixel_inpainting(1, x, noise_std=0.1, rate=0.75),
+            "mri": observations.undersampled_mri(
+                2, x, noise_std=0.1, acceleration=4.0, center_fraction=0.125
+            ),
         }
-        for name, (y, ops) in problems.items():
+        for name, problem in observed.items():
+            y, ops = problem.y, problem.operators
             rows = em_gaussian.support_size(ops, (8, 8, 1), jnp.float64, chunk=10)
             full_rows = 64 if name == "mask" else 128
             assert rows < full_rows / 2, (name, rows)
@@ -99,13 +110,15 @@ def test_pooled_posterior_samples_reproduce_the_prior(tmp_path):
         mean, cov = _gaussian(jax.random.key(5))
         n = 2048
         x = mean + jax.random.normal(jax.random.key(6), (n, D)) @ jnp.linalg.cholesky(cov).T
-        y, ops = observations.linear_projections(7, x, obs_dim=M, noise_std=0.1)
-        obs = em.Observations(y=y, operators=ops, noise_var=0.01, shape=(D,))
+        obs = observations.random_projections(7, x, obs_dim=M, noise_std=0.1)
+        config = _estep_config()
         samples = em.e_step(
             GaussianDenoiser(mean, cov),
-            obs,
+            obs.replace(noise_var=0.01),
             rng=jax.random.key(8),
-            config=_estep_config(),
+            sampling=config.sampling,
+            posterior=config.posterior,
+            chunk_size=config.em.chunk_size,
             directory=str(tmp_path),
         )
     assert samples.shape == (n, D) and samples.dtype == np.float64

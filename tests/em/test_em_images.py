@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from diffssl_jax import em_tasks
+from diffssl_jax import em
 from diffssl_jax.configs.em import mri
 from diffssl_jax.configs.em.digits import get_config
 from diffssl_jax.evaluation import digit_classifier, metrics
@@ -28,7 +28,7 @@ def _tiny(classifier_dir, **em_overrides):
 @pytest.mark.slow
 def test_tiny_digits_em_logs_metrics_ceiling_and_floor(tmp_path, classifier_dir):
     config = _tiny(classifier_dir, clean_baseline=True)
-    result = em_tasks.run_experiment(config, str(tmp_path))
+    result = em.run_experiment(config, str(tmp_path))
 
     assert len(result["laps"]) == 2  # the Gaussian lap 0 and one learned lap
     for info in (*result["laps"], result["clean"]):
@@ -36,9 +36,9 @@ def test_tiny_digits_em_logs_metrics_ceiling_and_floor(tmp_path, classifier_dir)
         assert info["num_kept"] == config.em.num_observations
 
     # The floor is the zero-filled observation itself, in the same units as every lap.
-    x = em_tasks.clean_data(config)
-    obs = em_tasks.make_observations(config, x)
-    y = np.asarray(obs.y)
+    experiment = em.make_experiment(config)
+    x = experiment.clean_data()
+    y = np.asarray(experiment.observe(x).y)
     assert (y == 0).mean() >= config.em.mask_rate  # removed pixels are exactly 0
     expected = float(np.mean(metrics.psnr(y, x)))
     assert result["zero_filled"]["eval/psnr_posterior"] == pytest.approx(expected, rel=1e-6)
@@ -48,14 +48,14 @@ def test_tiny_digits_em_logs_metrics_ceiling_and_floor(tmp_path, classifier_dir)
         assert (tmp_path / "figures" / name).stat().st_size > 0
 
     # A finished run is not redone: the ceiling is read back, not retrained.
-    again = em_tasks.run_experiment(config, str(tmp_path))
+    again = em.run_experiment(config, str(tmp_path))
     assert again["clean"] == result["clean"] and again["laps"] == result["laps"]
 
 
 def test_missing_classifier_fails_before_any_lap(tmp_path):
     config = _tiny(str(tmp_path / "no_classifier"))
     with pytest.raises(FileNotFoundError, match="digit_classifier"):
-        em_tasks.run_experiment(config, str(tmp_path / "run"))
+        em.run_experiment(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "em").exists()
 
 
@@ -68,14 +68,15 @@ def test_both_masking_rates_at_once_are_rejected():
 def test_tiny_mri_em_floor_is_the_inverse_fft_of_zero_filled_kspace(tmp_path):
     config = mri.get_config("tiny")
     config.em.clean_baseline = True
-    result = em_tasks.run_experiment(config, str(tmp_path))
+    result = em.run_experiment(config, str(tmp_path))
     assert len(result["laps"]) == 2
     # The ceiling scores posterior samples under the clean-data prior, not the clean images.
     for info in (result["laps"][-1], result["clean"]):
         assert np.isfinite(info["eval/psnr_posterior"])
 
-    x = em_tasks.clean_data(config)
-    y = np.asarray(em_tasks.make_observations(config, x).y).reshape(x.shape[:3])
+    experiment = em.make_experiment(config)
+    x = experiment.clean_data()
+    y = np.asarray(experiment.observe(x).y).reshape(x.shape[:3])
     # Centred orthonormal DFT (fastMRI layout): x = ifftshift-ifft2-fftshift of k-space.
     shifted = np.fft.ifftshift(y, axes=(1, 2))
     zero_filled = np.fft.fftshift(np.fft.ifft2(shifted, axes=(1, 2), norm="ortho"), axes=(1, 2))

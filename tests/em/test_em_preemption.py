@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from diffssl_jax import em, em_estep, storage
+from diffssl_jax import em, storage
 from diffssl_jax.configs.em.toy import get_config
-from diffssl_jax.data import observations
-from diffssl_jax.sampling.denoisers import GaussianDenoiser
+from diffssl_jax.em import estep
+from diffssl_jax.posterior.observations import random_projections
+from diffssl_jax.sampling.denoisers import GaussianDenoiser, ScaledDenoiser
 from diffssl_jax.training import preemption
 
 # 4 sampler steps, 6 M-step steps checkpointed every 2, two E-step chunks of 128.
@@ -34,34 +35,34 @@ TINY = [
 
 def _estep_inputs():
     x = jax.random.normal(jax.random.key(0), (64, 5))
-    y, ops = observations.linear_projections(1, x, obs_dim=2, noise_std=0.01)
-    obs = em.Observations(y=y, operators=ops, noise_var=1e-4, shape=(5,))
+    obs = random_projections(1, x, obs_dim=2, noise_std=0.01).replace(noise_var=1e-4)
     config = get_config("tiny")
     config.sampling.num_steps = 4
     config.em.chunk_size = 16  # 4 chunks
-    prior = em.ReshapedDenoiser(GaussianDenoiser(jnp.zeros(5), jnp.eye(5)), (5,), 1.0)
+    prior = ScaledDenoiser(GaussianDenoiser(jnp.zeros(5), jnp.eye(5)), (5,), 1.0)
     return prior, obs, config
 
 
 def test_estep_saves_the_chunk_in_flight_then_stops_and_resumes(tmp_path, monkeypatch):
     prior, obs, config = _estep_inputs()
     rng, handler = jax.random.key(3), signal.getsignal(signal.SIGTERM)
-    expected = em.e_step(prior, obs, rng=rng, config=config, directory=tmp_path / "reference")
-    sample_chunk = em_estep._sample_chunk
+    groups = dict(sampling=config.sampling, posterior=config.posterior, chunk_size=16)
+    expected = em.e_step(prior, obs, rng=rng, directory=tmp_path / "reference", **groups)
+    sample_chunk = estep._sample_chunk
 
     def preempted_during_chunk_1(*args, **kwargs):
-        if args[3] == 1:  # (make_posterior, denoiser, obs, j, ...)
+        if args[3] == 1:  # (method, denoiser, problem, j, ...)
             signal.raise_signal(signal.SIGTERM)  # arrives while the chunk is in flight
         return sample_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(em_estep, "_sample_chunk", preempted_during_chunk_1)
+    monkeypatch.setattr(estep, "_sample_chunk", preempted_during_chunk_1)
     directory = tmp_path / "estep"
     with pytest.raises(preemption.Preempted, match="before chunk 2"):
-        em.e_step(prior, obs, rng=rng, config=config, directory=directory)
+        em.e_step(prior, obs, rng=rng, directory=directory, **groups)
     assert sorted(os.listdir(directory)) == ["chunk_00000.npy", "chunk_00001.npy"]
     assert signal.getsignal(signal.SIGTERM) is handler  # the handler is restored
-    monkeypatch.setattr(em_estep, "_sample_chunk", sample_chunk)
-    resumed = em.e_step(prior, obs, rng=rng, config=config, directory=directory)
+    monkeypatch.setattr(estep, "_sample_chunk", sample_chunk)
+    resumed = em.e_step(prior, obs, rng=rng, directory=directory, **groups)
     np.testing.assert_array_equal(resumed, expected)
 
 

@@ -1,10 +1,14 @@
-"""The digit classifier behind EM's Fréchet distance: training, save/load, features, errors."""
+"""The digit classifier behind EM's Fréchet distance: training through the one loop, load,
+features, errors."""
 
 import json
+import os
 
+import jax
 import numpy as np
 import pytest
 
+from diffssl_jax import training
 from diffssl_jax.evaluation import digit_classifier, metrics
 
 
@@ -64,3 +68,17 @@ def test_wrong_image_shape_is_rejected(classifier_dir):
     feature_fn = digit_classifier.load_feature_fn(classifier_dir)
     with pytest.raises(ValueError, match=r"\[N, H, W, 1\]"):
         feature_fn(np.zeros((4, 16, 16)))
+
+
+def test_classifier_trains_through_the_one_loop_and_a_rerun_reuses_it(classifier_dir):
+    config = training.load_config(classifier_dir)
+    assert config.method == "digit_classifier" and config.train.num_steps == 120
+    assert os.listdir(os.path.join(classifier_dir, "checkpoints")) == ["120"]
+    _, params, meta = digit_classifier.load_classifier(classifier_dir)
+    saved = training.load_params(classifier_dir, which="params")
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(saved), strict=True):
+        np.testing.assert_array_equal(a, b)
+    again = digit_classifier.train_classifier(
+        classifier_dir, num_steps=120, channels=(8, 16, 16), features=16, seed=3
+    )  # a finished run is not redone: the same parameters, the same numbers
+    assert again == meta

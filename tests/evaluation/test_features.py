@@ -120,8 +120,7 @@ def test_random_init_is_the_training_initialisation(workdir):
     config = _tiny_config()
     recipe = methods.make_recipe(config)
     tx, _ = make_optimizer(**config.optim, num_steps=config.train.num_steps)
-    init_fn = functools.partial(recipe.init, batch=None)
-    expected = jax.jit(functools.partial(create_train_state, init_fn, tx))(
+    expected = jax.jit(functools.partial(create_train_state, recipe.init, tx))(
         jax.random.key(config.seed)
     ).params
     got = features.load_features(workdir, which="random_init")

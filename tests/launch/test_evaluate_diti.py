@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from diffssl_jax import methods, training
+from diffssl_jax import methods, recipe_inputs, training
 from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
 from diffssl_jax.configs.diti.digits import get_config as get_diti_config
 
@@ -24,7 +24,8 @@ def test_attribute_and_counterfactual_evaluations(tmp_path):
     config = get_diti_config("tiny")
     config.diti.prior_workdir = str(tmp_path / "prior")
     config.train.num_steps = 2
-    training.train(config, str(tmp_path / "diti"), methods.make_recipe(config))
+    inputs = recipe_inputs.prepare(config, str(tmp_path / "diti"))
+    training.train(config, str(tmp_path / "diti"), methods.make_recipe(config, inputs))
     result = subprocess.run(
         [sys.executable, "-m", "launch.evaluate", f"--workdir={tmp_path / 'diti'}",
          "--tasks=attributes,counterfactuals", "--config.eval.counterfactual_pairs=1"],

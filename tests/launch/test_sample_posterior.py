@@ -11,8 +11,8 @@ from conftest import REPO_ROOT
 
 from diffssl_jax import posterior
 from diffssl_jax.configs.posterior import digits_inpaint, digits_superres, phantoms_mri
-from diffssl_jax.evaluation import inverse_problems
 from diffssl_jax.evaluation import posterior as posterior_eval
+from diffssl_jax.evaluation.priors import load_denoiser
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
@@ -44,7 +44,7 @@ def test_posterior_samples_mean_figure_and_metrics(workdir):
         f"--workdir={workdir}",
         "--problem=configs/posterior/digits_inpaint.py:tiny",
         "--problem.method.name=mmps",
-        "--problem.method.cg_maxiter=2",
+        "--problem.method.mmps.cg_maxiter=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     files = np.load(workdir / "eval" / "posterior_digits_inpaint.npz")
@@ -56,6 +56,13 @@ def test_posterior_samples_mean_figure_and_metrics(workdir):
     for key in ("mean_psnr", "mean_ssim", "sample_psnr", "sample_ssim", "observed_psnr"):
         assert np.isfinite(metrics[key]), key
     assert metrics["method"]["cg_maxiter"] == 2 and metrics["num_steps"] == 4
+    assert metrics["method"] == {
+        "name": "mmps",
+        "cg_maxiter": 2,
+        "cg_rtol": 0.0,
+        "cg_max_residual_growth": 10.0,
+    }
+    assert metrics["sigmas"]["num_steps"] == 4  # the runner's test checks the whole record
     assert os.path.exists(workdir / "figures" / "posterior_digits_inpaint.png")
 
 
@@ -63,10 +70,11 @@ def test_posterior_samples_mean_figure_and_metrics(workdir):
     "override, message",
     [
         ({"method.name": "ddrm"}, "unknown posterior method"),
-        ({"noise_std": -0.1}, "noise_std must be >= 0"),
+        ({"noise_std": -0.1}, "noise_std must be finite and >= 0"),
         ({"operator.kind": "superres", "operator.factor": 3}, "must divide the image size"),
-        ({"operator.kind": "blur"}, "unknown operator kind"),
-        ({"method.cg_maxiter": 0}, "cg_maxiter must be an integer >= 1"),
+        ({"operator.kind": "inpaint"}, "unknown observation kind"),
+        ({"method.mmps.cg_maxiter": 0}, "cg_maxiter must be an integer >= 1"),
+        ({"sampling.num_steps": 0}, "sigma_grid|num_steps|at least 2"),
     ],
 )
 def test_bad_problems_fail_before_sampling(workdir, monkeypatch, override, message):
@@ -76,29 +84,31 @@ def test_bad_problems_fail_before_sampling(workdir, monkeypatch, override, messa
     monkeypatch.setattr(posterior, "sample_posterior", never)
     config = digits_inpaint.get_config("tiny")
     for key, value in override.items():
-        group, _, name = key.rpartition(".")
-        setattr(config[group] if group else config, name, value)
+        *groups, name = key.split(".")
+        group = config
+        for part in groups:
+            group = group[part]
+        setattr(group, name, value)
     with pytest.raises(ValueError, match=message):
         posterior_eval.write_posterior(str(workdir), config)
 
 
 def test_operator_that_does_not_match_y_fails_before_sampling(workdir):
-    denoiser, _ = inverse_problems.load_denoiser(str(workdir))
-    images = inverse_problems.load_images("digits", "test", 2, 0, 16)
-    problem = inverse_problems.make_problem(0, images, kind="superres", noise_std=0.01)
-    wrong = problem._replace(operators=posterior.BoxDownsample(factor=4))
-    make = inverse_problems.make_posterior_factory("mmps")
+    denoiser, _ = load_denoiser(str(workdir))
+    images = posterior_eval.load_images("digits", "test", 2, 0, 16)
+    problem = posterior.observe("superres", 0, images, noise_std=0.01)
+    wrong = problem.replace(operators=posterior.BoxDownsample(factor=4))
     with pytest.raises(ValueError, match="operator maps"):
-        inverse_problems.check_problem(make, denoiser, wrong, images.shape[1:])
+        posterior.check_problem(wrong)
+    with pytest.raises(ValueError, match="operator maps"):
+        posterior.make_posterior("mmps", denoiser, wrong)
 
 
 def test_mri_and_superres_run_with_every_method(workdir):
-    denoiser, _ = inverse_problems.load_denoiser(str(workdir))
-    images = inverse_problems.load_images("digits", "test", 1, 0, 16)
+    denoiser, _ = load_denoiser(str(workdir))
+    images = posterior_eval.load_images("digits", "test", 1, 0, 16)
     configs = {"mri": phantoms_mri.get_config("tiny"), "sr": digits_superres.get_config("tiny")}
-    for method, kind in zip(
-        inverse_problems.METHODS, ("mri", "sr", "sr", "mri", "mri"), strict=True
-    ):
+    for method, kind in zip(posterior.METHODS, ("mri", "sr", "sr", "mri", "mri"), strict=True):
         config = configs[kind]
         config.method.name = method
         config.num_samples, config.sampling.num_steps = 1, 2

@@ -39,7 +39,7 @@ def _train(workdir, *overrides, config=TINY, check=True):
 # i.e. in the middle of training, after some checkpoints and before others.
 KILL_AT_BATCH = textwrap.dedent("""
     import os, signal, sys, time
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
     original, count = parallel.to_global_batch, [0]
     def killing(batch, mesh):
         count[0] += 1

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from conftest import REPO_ROOT
 
-from diffssl_jax import methods, training
+from diffssl_jax import methods, recipe_inputs, training
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 OVERRIDES = ("--config.train.num_steps=2", "--config.train.checkpoint_every_steps=2")
@@ -61,7 +61,8 @@ def test_train_on_a_tfds_source(tmp_path, make_config):
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=16):
         # l-DAE fits its PCA basis from the (mocked) tfds training images right here.
-        state = training.train(config, workdir, methods.make_recipe(config))
+        inputs = recipe_inputs.prepare(config, workdir)
+        state = training.train(config, workdir, methods.make_recipe(config, inputs))
     assert int(state.step) == 2
     records = _records(workdir)
     assert records[-1]["step"] == 2 and np.isfinite(records[-1]["train/loss"])

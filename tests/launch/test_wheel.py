@@ -90,7 +90,8 @@ def test_console_scripts_train_and_sample_posteriors_from_shipped_configs(venv, 
            cwd=tmp_path)  # fmt: skip
     assert (workdir / "checkpoints" / "2").is_dir() and (workdir / "config.json").exists()
     result = _check([str(bin_dir / "diffssl-sample"), f"--workdir={workdir}",
-                     "--problem=posterior/digits_inpaint:tiny", "--problem.method.cg_maxiter=2"],
+                     "--problem=posterior/digits_inpaint:tiny",
+                     "--problem.method.mmps.cg_maxiter=2"],
                     cwd=tmp_path)  # fmt: skip
     samples = np.load(workdir / "eval" / "posterior_digits_inpaint.npz")["samples"]
     assert samples.shape == (2, 2, 16, 16, 1) and np.isfinite(samples).all()

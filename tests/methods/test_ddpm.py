@@ -20,7 +20,7 @@ def tiny():
     config = get_config("tiny")
     recipe = methods.make_recipe(config)
     images = jax.random.uniform(jax.random.key(0), (3, 16, 16, 1), minval=-1.0, maxval=1.0)
-    params = jax.jit(recipe.init)(jax.random.key(1), {"image": images})
+    params = jax.jit(recipe.init)(jax.random.key(1))
     return config, recipe, params, images
 
 

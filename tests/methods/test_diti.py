@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffssl_jax import load_params, methods, training
+from diffssl_jax import load_params, methods, recipe_inputs, training
 from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
 from diffssl_jax.configs.diti.digits import get_config
 from diffssl_jax.corruptions.schedules import LinearVP
@@ -99,22 +99,23 @@ def test_prior_is_bit_identical_after_training_and_not_in_the_state(prior_workdi
     before = _digest(load_params(prior_workdir, which="ema"))
     config = _diti_config(prior_workdir)
     config.train.num_steps = 3
-    recipe = methods.make_recipe(config)
+    recipe = methods.make_recipe(config, recipe_inputs.prepare(config, str(tmp_path)))
     state = training.train(config, str(tmp_path), recipe)
     assert int(state.step) == 3 and set(state.params) == {"encoder", "shift"}
     assert _digest(load_params(prior_workdir, which="ema")) == before
-    model = diti.make_model(config)
+    model = diti.make_model(config, recipe_inputs.load(str(tmp_path))["prior"])
     assert _digest(model.prior_params) == before
     # The trainable parts did move.
     assert _digest(load_params(str(tmp_path), which="params")) != _digest(
-        jax.jit(recipe.init)(jax.random.split(jax.random.key(config.seed))[0], None)
+        jax.jit(recipe.init)(jax.random.split(jax.random.key(config.seed))[0])
     )
 
 
 def test_g_zero_gives_the_prior_and_every_mode_trains_the_encoder(prior_workdir):
     config = _diti_config(prior_workdir)
-    model = diti.make_model(config)
-    params = jax.jit(methods.make_recipe(config).init)(jax.random.key(0), None)
+    inputs = recipe_inputs.compute(config)
+    model = diti.make_model(config, inputs["prior"])
+    params = jax.jit(methods.make_recipe(config, inputs).init)(jax.random.key(0))
     x0 = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1), minval=-1, maxval=1)
     step = jnp.array([0, 10, 500, 999])
     eps = jax.random.normal(jax.random.key(2), x0.shape)
@@ -142,8 +143,8 @@ def test_g_zero_gives_the_prior_and_every_mode_trains_the_encoder(prior_workdir)
 
 def test_features_are_z(prior_workdir):
     config = _diti_config(prior_workdir)
-    recipe = methods.make_recipe(config)
-    params = jax.jit(recipe.init)(jax.random.key(0), None)
+    recipe = methods.make_recipe(config, recipe_inputs.compute(config))
+    params = jax.jit(recipe.init)(jax.random.key(0))
     images = jnp.zeros((2, 16, 16, 1))
     feats = recipe.features(params, images, jax.random.key(0), t=0.1)
     assert feats["z"].shape == (2, 1, 1, config.model.latent_dim)

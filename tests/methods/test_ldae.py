@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffssl_jax import methods
+from diffssl_jax import methods, recipe_inputs
 from diffssl_jax.configs.ldae.digits import get_config
 from diffssl_jax.corruptions import pca_latent
 from diffssl_jax.data import DigitsSource
@@ -23,14 +23,14 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def basis():
-    return ldae.fit_basis(_config())
+    return recipe_inputs.compute(_config())["pca_basis"]
 
 
 @pytest.fixture(scope="module")
 def tiny(basis):
     config = _config()
-    recipe = ldae.make_recipe(config, basis=basis)
-    params = jax.jit(recipe.init)(jax.random.key(1), None)
+    recipe = ldae.make_recipe(config, {"pca_basis": basis})
+    params = jax.jit(recipe.init)(jax.random.key(1))
     images = jnp.asarray(DigitsSource("test").images[:4])
     return config, recipe, params, images
 
@@ -54,10 +54,10 @@ def test_fitted_basis_is_orthonormal_and_deterministic_given_the_seed(basis):
     assert v.shape == (16, 16)
     np.testing.assert_allclose(v @ v.T, np.eye(16), atol=1e-5)
     assert np.all(np.diff(np.asarray(basis.eigenvalues)) <= 1e-7)
-    again = ldae.fit_basis(_config())
+    again = recipe_inputs.compute(_config())["pca_basis"]
     np.testing.assert_array_equal(again.components, basis.components)
     np.testing.assert_array_equal(again.mean, basis.mean)
-    other = ldae.fit_basis(_seeded(1))
+    other = recipe_inputs.compute(_seeded(1))["pca_basis"]
     assert not np.array_equal(other.mean, basis.mean)
 
 
@@ -108,14 +108,14 @@ def test_features_default_names_shapes_and_input_modes(tiny, basis):
     )
     _, direct = model.apply({"params": params}, projected, jnp.full((4,), t))
     np.testing.assert_allclose(got["encoder"], direct["encoder"], atol=1e-5)
-    raw = ldae.make_recipe(_config(**{"corruption.feature_input": "raw"}), basis=basis)
+    raw = ldae.make_recipe(_config(**{"corruption.feature_input": "raw"}), {"pca_basis": basis})
     _, direct_raw = model.apply({"params": params}, images, jnp.full((4,), t))
     np.testing.assert_allclose(
         raw.features(params, images, jax.random.key(4), t=t)["encoder"],
         direct_raw["encoder"],
         atol=1e-5,
     )
-    noisy = ldae.make_recipe(_config(**{"corruption.feature_input": "noisy"}), basis=basis)
+    noisy = ldae.make_recipe(_config(**{"corruption.feature_input": "noisy"}), {"pca_basis": basis})
     noisy_features = jax.jit(noisy.features, static_argnames=("t", "blocks"))
     a = noisy_features(params, images, jax.random.key(5), t=0.5)["encoder"]
     b = noisy_features(params, images, jax.random.key(6), t=0.5)["encoder"]
@@ -134,5 +134,11 @@ def test_features_default_names_shapes_and_input_modes(tiny, basis):
     ],
 )
 def test_bad_config_is_refused_by_name(key, value, message):
+    config = _config(**{key: value})
     with pytest.raises(ValueError, match=message):
-        methods.make_recipe(_config(**{key: value}))
+        methods.make_recipe(config, recipe_inputs.compute(config))
+
+
+def test_recipe_without_its_basis_names_how_to_prepare_it():
+    with pytest.raises(ValueError, match=r"needs the recipe input\(s\) \['pca_basis'\].*prepare"):
+        methods.make_recipe(_config())

@@ -34,7 +34,7 @@ def _recipe(**overrides):
 @pytest.fixture(scope="module")
 def tiny():
     config, recipe = _recipe()
-    params = _perturb(jax.jit(recipe.init)(jax.random.key(1), None))
+    params = _perturb(jax.jit(recipe.init)(jax.random.key(1)))
     return config, recipe, params
 
 

@@ -21,7 +21,7 @@ def _images(batch=4, seed=0):
 def tiny():
     config = get_config("tiny")
     recipe = methods.make_recipe(config)
-    params = jax.jit(recipe.init)(jax.random.key(1), {"image": _images()})
+    params = jax.jit(recipe.init)(jax.random.key(1))
     return config, recipe, params
 
 
@@ -92,7 +92,7 @@ def test_features_mask_the_image_at_ratio_t_with_the_given_key(tiny):
 def test_feature_names_shapes_and_selection_of_the_digits_unet():
     config = get_config()
     recipe = methods.make_recipe(config)
-    params = jax.eval_shape(recipe.init, jax.random.key(0), None)
+    params = jax.eval_shape(recipe.init, jax.random.key(0))
 
     def shapes(blocks):
         out = jax.eval_shape(

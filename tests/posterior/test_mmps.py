@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from diffssl_jax.posterior import operators as ops
-from diffssl_jax.posterior.mmps import MMPSDenoiser, check_call, mmps
+from diffssl_jax.posterior.checks import check_call
+from diffssl_jax.posterior.mmps import MMPSDenoiser, mmps
 
 SIGMAS = [0.05, 0.5, 3.0]
 NOISE_VAR = 0.05**2

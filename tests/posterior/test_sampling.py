@@ -1,7 +1,6 @@
 """Posterior sampling of a Gaussian prior with MMPS: the samples have the exact posterior's
 mean and covariance; a batch of observations vmaps and shards identically."""
 
-import functools
 import os
 import subprocess
 import sys
@@ -14,7 +13,9 @@ import pytest
 from conftest import REPO_ROOT
 
 from diffssl_jax.posterior import operators as ops
+from diffssl_jax.posterior.methods import posterior_method
 from diffssl_jax.posterior.mmps import mmps
+from diffssl_jax.posterior.problems import InverseProblem
 from diffssl_jax.posterior.sampling import sample_posterior
 from diffssl_jax.sampling import samplers
 from diffssl_jax.sampling.denoisers import GaussianDenoiser
@@ -48,15 +49,17 @@ def test_mmps_samples_match_the_exact_gaussian_posterior():
     with jax.enable_x64(True):
         mean, cov, mats, ys = _problem()
         prior = GaussianDenoiser(jnp.asarray(mean), jnp.asarray(cov))
-        operators = ops.DenseMatrix(jnp.asarray(mats))
-        samples = sample_posterior(
-            functools.partial(mmps, cg_maxiter=OBS_DIM),
-            prior,
-            operators,
-            jnp.asarray(ys),
-            NOISE_VAR,
-            rng=jax.random.key(0),
+        problem = InverseProblem(
+            y=jnp.asarray(ys),
+            operators=ops.DenseMatrix(jnp.asarray(mats)),
+            noise_var=NOISE_VAR,
             shape=(DIM,),
+        )
+        samples = sample_posterior(
+            posterior_method("mmps", cg_maxiter=OBS_DIM),
+            prior,
+            problem,
+            rng=jax.random.key(0),
             sigmas=samplers.sigma_grid("karras", 256, 1e-3, 40.0),
             sampler="edm_heun",
             num_per_observation=n,
@@ -73,36 +76,42 @@ def test_mmps_samples_match_the_exact_gaussian_posterior():
 def test_bad_batches_are_refused_before_sampling():
     mean, cov, mats, ys = _problem()
     prior = GaussianDenoiser(jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32))
-    kwargs = dict(
-        rng=jax.random.key(0), shape=(DIM,), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0)
-    )
+    kwargs = dict(rng=jax.random.key(0), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0))
     operators = ops.DenseMatrix(jnp.asarray(mats, jnp.float32))
-    with pytest.raises(ValueError, match="leading observation axis"):
-        sample_posterior(mmps, prior, operators, jnp.asarray(ys[:1], jnp.float32), 0.01, **kwargs)
+
+    def problem(y, noise_var=0.01):
+        return InverseProblem(y=y, operators=operators, noise_var=noise_var, shape=(DIM,))
+
+    with pytest.raises(ValueError, match="operators and y disagree"):
+        sample_posterior(mmps, prior, problem(jnp.asarray(ys[:1], jnp.float32)), **kwargs)
     with pytest.raises(ValueError, match="does not match|y has shape"):
         bad_y = jnp.zeros((2, OBS_DIM + 1), jnp.float32)
-        sample_posterior(mmps, prior, operators, bad_y, 0.01, **kwargs)
+        sample_posterior(mmps, prior, problem(bad_y), **kwargs)
     with pytest.raises(ValueError, match=">= 0"):
-        sample_posterior(mmps, prior, operators, jnp.asarray(ys, jnp.float32), -1.0, **kwargs)
+        sample_posterior(mmps, prior, problem(jnp.asarray(ys, jnp.float32), -1.0), **kwargs)
+    with pytest.raises(ValueError, match="unknown posterior method 'ddrm'"):
+        sample_posterior("ddrm", prior, problem(jnp.asarray(ys, jnp.float32)), **kwargs)
 
 
 SCRIPT = textwrap.dedent("""
     import functools, jax, jax.numpy as jnp, numpy as np
     from diffssl_jax.posterior import operators as ops
-    from diffssl_jax.posterior.mmps import mmps
+    from diffssl_jax.posterior.methods import posterior_method
+    from diffssl_jax.posterior.problems import InverseProblem
     from diffssl_jax.posterior.sampling import sample_posterior
     from diffssl_jax.sampling import samplers
     from diffssl_jax.sampling.denoisers import GaussianDenoiser
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
 
     assert jax.device_count() == 8
     rng = np.random.default_rng(0)
     prior = GaussianDenoiser(jnp.zeros(4), jnp.eye(4))
     ops_ = ops.DenseMatrix(jnp.asarray(rng.normal(size=(5, 2, 4)), jnp.float32))
     ys = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+    problem = InverseProblem(y=ys, operators=ops_, noise_var=0.01, shape=(4,))
     run = functools.partial(
-        sample_posterior, functools.partial(mmps, cg_maxiter=2), prior, ops_, ys, 0.01,
-        rng=jax.random.key(3), shape=(4,), sigmas=samplers.sigma_grid("karras", 8, 0.01, 10.0),
+        sample_posterior, posterior_method("mmps", cg_maxiter=2), prior, problem,
+        rng=jax.random.key(3), sigmas=samplers.sigma_grid("karras", 8, 0.01, 10.0),
         num_per_observation=3)
     eight, one = run(mesh=parallel.make_mesh(8)), run(mesh=parallel.make_mesh(1))
     assert eight.shape == (5, 3, 4)
@@ -121,32 +130,27 @@ def test_eight_devices_give_the_samples_of_one():
 
 
 def test_new_observations_and_parameters_reuse_the_compiled_sampler():
-    """Same method, structure and shapes (EM's chunks and laps): one compilation."""
+    """Same method (equal `posterior_method` values), structure and shapes (EM's chunks and
+    laps): one compilation."""
     from diffssl_jax.posterior import sampling
 
     mean, cov, mats, ys = _problem(seed=1, num_observations=4)
-    make_posterior = functools.partial(mmps, cg_maxiter=2)
-    kwargs = dict(
-        rng=jax.random.key(0), shape=(DIM,), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0)
-    )
+    method = posterior_method("mmps", cg_maxiter=2)
+    kwargs = dict(rng=jax.random.key(0), sigmas=samplers.sigma_grid("karras", 4, 0.01, 10.0))
     outputs = []
     for scale in (1.0, 2.0):
         prior = GaussianDenoiser(
             jnp.asarray(mean, jnp.float32), jnp.asarray(scale * cov, jnp.float32)
         )
         chunk = slice(0, 2) if scale == 1.0 else slice(2, 4)
-        operators = ops.DenseMatrix(jnp.asarray(mats[chunk], jnp.float32))
-        before = sampling._cached_sampler.cache_info()
-        outputs.append(
-            sample_posterior(
-                make_posterior,
-                prior,
-                operators,
-                jnp.asarray(ys[chunk], jnp.float32),
-                0.01,
-                **kwargs,
-            )
+        problem = InverseProblem(
+            y=jnp.asarray(ys[chunk], jnp.float32),
+            operators=ops.DenseMatrix(jnp.asarray(mats[chunk], jnp.float32)),
+            noise_var=0.01,
+            shape=(DIM,),
         )
+        before = sampling._cached_sampler.cache_info()
+        outputs.append(sample_posterior(method, prior, problem, **kwargs))
         after = sampling._cached_sampler.cache_info()
     assert after.hits == before.hits + 1 and after.misses == before.misses
     assert not np.allclose(outputs[0], outputs[1])  # new arrays really entered the program

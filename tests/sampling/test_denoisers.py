@@ -1,4 +1,5 @@
-"""Denoisers: the Gaussian oracle against closed forms, and the VP -> VE conversion."""
+"""Denoisers: the Gaussian oracle against closed forms, the VP -> VE conversion, the change of
+units (`ScaledDenoiser`)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from diffssl_jax.corruptions import gaussian, schedules
-from diffssl_jax.sampling.denoisers import GaussianDenoiser, make_vp_denoiser
+from diffssl_jax.sampling.denoisers import GaussianDenoiser, ScaledDenoiser, make_vp_denoiser
 
 MEAN = np.array([1.0, -2.0, 0.5])
 CHOL = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [-0.3, 0.5, 0.4]])
@@ -168,3 +169,12 @@ def test_make_vp_denoiser_errors_are_clear(denoiser):
     vp = make_vp_denoiser(lambda p, x, t: x, None, schedule, "x0")
     with pytest.raises(ValueError, match="scalar sigma.*jax.vmap"):
         vp(jnp.zeros(3), jnp.ones(2))
+
+
+def test_scaled_denoiser_changes_units_exactly():
+    """D(x, s) in units scaled by c is c * D'(x / c, s / c) for the Gaussian denoiser."""
+    mean, cov = jnp.array([0.5, -1.0]), jnp.array([[2.0, 0.3], [0.3, 1.0]])
+    x, sigma, c = jnp.array([0.3, 0.1]), 0.7, 2.0
+    inner = GaussianDenoiser(mean / c, cov / c**2)
+    outer = ScaledDenoiser(inner, (2,), c)
+    np.testing.assert_allclose(outer(x, sigma), GaussianDenoiser(mean, cov)(x, sigma), rtol=1e-5)

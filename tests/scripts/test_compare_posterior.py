@@ -1,11 +1,14 @@
-"""`scripts/compare_posterior.py`: which cached rows make the page (stale grids, tuned values)."""
+"""`scripts/compare_posterior.py`: which cached rows make the page (stale grids, tuned values),
+its method entries (configs of `evaluation.posterior.run_problem`), no sampler of its own."""
 
+import functools
 import importlib.util
 import os
 
 from conftest import REPO_ROOT
 
 
+@functools.cache  # once: the script defines absl flags
 def _load_script():
     spec = importlib.util.spec_from_file_location(
         "compare_posterior", os.path.join(REPO_ROOT, "scripts", "compare_posterior.py")
@@ -50,3 +53,31 @@ def test_collect_keeps_tuned_rows_and_ignores_stale_grids():
     # The row with the most images wins, whatever the order of the cache.
     assert results[("mri4_phantoms", "mmps1", 10)]["sample_psnr"] == 9.5
     assert counts[("mri4_phantoms", 10)] == 4 and seconds[("mri4_phantoms", "mmps1")] == 1.0
+
+
+def test_every_method_entry_is_a_posterior_method_and_a_problem_config():
+    from diffssl_jax import posterior
+    from diffssl_jax.evaluation import posterior as posterior_eval
+
+    script = _load_script()
+    assert set(script.COMPARED) == {"mmps1", "mmps3", "dps", "pigdm", "tmpd", "diffpir"}
+    for name, (_, method, options) in script.METHODS.items():
+        posterior.posterior_method(method, **options)  # raises on an unknown option
+        c = script.problem_config("mri4_phantoms", name, 10, 2, 4, {})
+        assert c.num_samples == 1 and c.sampling.num_steps == 10
+        assert (c.data.num_images, c.data.start) == (2, 4)
+        record = posterior_eval.method_record(c.method)
+        assert record["name"] == method and options.items() <= record.items()
+    c = script.problem_config("mri4_phantoms", "mmps3_nocap", 10, 2, 0, {})
+    assert posterior_eval.method_record(c.method)["cg_max_residual_growth"] is None
+    c = script.problem_config("mri4_sl", "dps", 100, 4, 0, {"zeta": 30.0})
+    assert c.method.name == "dps" and c.method.dps.zeta == 30.0
+    assert c.data.dataset == "shepp_logan" and c.operator.kind == "mri"
+
+
+def test_the_script_defines_no_sampler_of_its_own():
+    with open(os.path.join(REPO_ROOT, "scripts", "compare_posterior.py")) as f:
+        source = f.read()
+    assert "evaluation.posterior" in source and "run_problem(" in source
+    for name in ("samplers.", "sample_posterior", "ddpm_ancestral(", "jax.jit", "vmap("):
+        assert name not in source, name

@@ -23,7 +23,7 @@ TRAIN = textwrap.dedent("""
     import os, signal, sys, time
     from diffssl_jax.configs.ddpm import digits
     from diffssl_jax import methods, training
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
     original, count = parallel.to_global_batch, [0]
     def killing(batch, mesh):
         count[0] += 1

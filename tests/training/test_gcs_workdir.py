@@ -29,6 +29,7 @@ import gcs_emulator  # noqa: E402 (tests/training is on sys.path under pytest's 
 
 import diffssl_jax  # noqa: E402
 from diffssl_jax import em, storage  # noqa: E402
+from diffssl_jax.em import laps  # noqa: E402
 from diffssl_jax.training import loop  # noqa: E402
 
 BUCKET = "diffssl-test"
@@ -82,10 +83,10 @@ def test_only_process_0_writes_shared_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     loop.prepare_workdir(digits.get_config("tiny"), str(tmp_path / "run"))
-    em._write_lap(str(tmp_path / "run"), 0, {"num_kept": 1}, np.zeros((1, 2)))
+    laps.write_lap(str(tmp_path / "run"), 0, {"num_kept": 1}, np.zeros((1, 2)))
     assert not os.listdir(tmp_path)
     monkeypatch.setattr(jax, "process_index", lambda: 0)
-    em._write_lap(str(tmp_path / "run"), 0, {"num_kept": 1}, np.zeros((1, 2)))
+    laps.write_lap(str(tmp_path / "run"), 0, {"num_kept": 1}, np.zeros((1, 2)))
     assert em.completed_laps(str(tmp_path / "run")) == [0]
 
 
@@ -120,8 +121,8 @@ def test_prepare_workdir_and_em_laps_live_in_the_bucket(gcs, tmp_path, monkeypat
     # An object store has no directories: laps are found by their objects' prefixes.
     samples = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     assert em.completed_laps(workdir) == []
-    em._write_lap(workdir, 0, {"num_kept": 5}, samples)
-    em._write_lap(workdir, 1, {"num_kept": 5}, samples + 1)
+    laps.write_lap(workdir, 0, {"num_kept": 5}, samples)
+    laps.write_lap(workdir, 1, {"num_kept": 5}, samples + 1)
     assert em.completed_laps(workdir) == [0, 1]
     got, info = em.load_lap(workdir, 1)
     np.testing.assert_array_equal(got, samples + 1)
@@ -132,12 +133,14 @@ def test_prepare_workdir_and_em_laps_live_in_the_bucket(gcs, tmp_path, monkeypat
 
 
 # Trains configs/ddpm/digits.py:tiny (6 steps, checkpoints at 2, 4, 6) into argv[1] with the
-# library's one loop; with KILL_AT=n it SIGKILLs itself while the n-th batch is assembled.
+# library's one loop (and the launchers' sample grids); with KILL_AT=n it SIGKILLs itself
+# while the n-th batch is assembled.
 TRAIN = textwrap.dedent("""
     import os, signal, sys, time
     from diffssl_jax.configs.ddpm import digits
     from diffssl_jax import methods, training
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
+    from diffssl_jax.evaluation.samples import sample_grid_drawer
     original, count = parallel.to_global_batch, [0]
     def killing(batch, mesh):
         count[0] += 1
@@ -147,7 +150,8 @@ TRAIN = textwrap.dedent("""
         return original(batch, mesh)
     parallel.to_global_batch = killing
     config = digits.get_config("tiny")
-    training.train(config, sys.argv[1], methods.make_recipe(config))
+    draw = sample_grid_drawer(config.method)
+    training.train(config, sys.argv[1], methods.make_recipe(config), draw_samples=draw)
 """)
 
 

@@ -28,7 +28,7 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 KILLING_TRAIN = textwrap.dedent("""
     import os, signal, sys, time
     from diffssl_jax import plotting
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
     workdir = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir=")][0]
     original_batch, original_grid, count = parallel.to_global_batch, plotting.save_image_grid, [0]
     def killing_batch(batch, mesh):

@@ -5,17 +5,24 @@ size of 0 in the E-step, an image shape the M-step cannot reshape the samples to
 that does not build) would leave a workdir whose corrected command is refused as a config
 change. `check_em_config` raises every such error first, each saying which `--config.` key
 to change.
+
+Units: `sampling.sigma_*` are in EM (data) units, those of the operators and of the
+denoiser the E-step calls; the network's training range `corruption.sigma_*` is in network
+units = EM units / `em.data_scale`. `check_units` requires the two ranges to correspond
+(`corruption.sigma_* * em.data_scale == sampling.sigma_*`, relative tolerance 1e-6), so the
+E-step queries the network exactly over the noise levels it was trained on.
 """
 
 import math
 
 import jax
 
-from diffssl_jax.posterior.mmps import check_cg_options
+from diffssl_jax import parallel
+from diffssl_jax.posterior.checks import check_cg_options
 from diffssl_jax.sampling import samplers
-from diffssl_jax.training import parallel, validation
+from diffssl_jax.training import validation
 
-TASKS = ("toy", "digits", "mri")
+_UNIT_RTOL = 1e-6
 
 
 def _at_least(config, key: str, low, *, strict: bool = False, integer: bool = True) -> None:
@@ -36,9 +43,8 @@ def _at_least(config, key: str, low, *, strict: bool = False, integer: bool = Tr
 
 
 def check_em_options(config) -> None:
-    """Ranges of the `em` group, then those of the M-step's training keys (`validation`)."""
-    if config.em.task not in TASKS:
-        raise validation.ConfigError(f"em.task must be one of {TASKS}, got {config.em.task!r}.")
+    """Ranges of the `em` group, the units (`check_units`), then those of the M-step's
+    training keys (`validation`). The task is checked by `experiments.make_experiment`."""
     _at_least(config, "em.num_laps", 0)
     _at_least(config, "em.num_observations", 1)
     _at_least(config, "em.chunk_size", 1)
@@ -51,7 +57,31 @@ def check_em_options(config) -> None:
         raise validation.ConfigError(
             f"em.warm_start must be True or False, got {config.em.warm_start!r}."
         )
+    check_units(config)
     validation.check_config(config)  # seed, train.*, optim.*: what every M-step trains with
+
+
+def check_units(config) -> None:
+    """`corruption.sigma_* * em.data_scale == sampling.sigma_*` (module docstring).
+
+    Skipped for a recipe without a `corruption.sigma_*` range.
+
+    Raises:
+      validation.ConfigError: naming both keys and the value to set.
+    """
+    scale = config.em.data_scale
+    for name in ("sigma_min", "sigma_max"):
+        if name not in config.corruption:
+            continue
+        network, em_units = config.corruption[name], config.sampling[name]
+        want = network * scale
+        if not math.isclose(em_units, want, rel_tol=_UNIT_RTOL):
+            raise validation.ConfigError(
+                f"sampling.{name}={em_units!r} (EM data units) does not match "
+                f"corruption.{name}={network!r} (network units) times em.data_scale={scale!r}"
+                f" = {want!r}; set --config.sampling.{name}={want!r} (or change "
+                f"corruption.{name} to {em_units / scale!r})."
+            )
 
 
 def check_em_config(config, obs_shape: tuple, num_observations: int, recipe) -> None:
@@ -67,6 +97,11 @@ def check_em_config(config, obs_shape: tuple, num_observations: int, recipe) -> 
       validation.ConfigError: (a ValueError) naming the key to change.
     """
     check_em_options(config)
+    if recipe is not None and recipe.denoiser is None:
+        raise validation.ConfigError(
+            f"method={config.method!r} has no denoiser: EM's prior must be a recipe with one "
+            "(set --config.method=edm)."
+        )
     image_shape = tuple(config.data.image_shape)
     if math.prod(image_shape) != math.prod(obs_shape):
         raise validation.ConfigError(
@@ -85,8 +120,8 @@ def check_em_config(config, obs_shape: tuple, num_observations: int, recipe) -> 
     try:
         check_cg_options(config.posterior.cg_maxiter, 0.0, config.posterior.cg_max_residual_growth)
         samplers.make_sampler(c.sampler)
-        samplers.check_sigmas(samplers.sigma_grid(c.grid, c.num_steps, c.sigma_min, c.sigma_max))
+        samplers.check_sigmas(samplers.sigmas_from_config(c))
     except ValueError as error:  # one line naming the group, through the launchers
         raise validation.ConfigError(f"posterior.* or sampling.*: {error}") from error
     # The network of the M-step, built without computing anything (a bad model key fails here).
-    jax.eval_shape(lambda rng: recipe.init(rng, None), jax.random.key(0))
+    jax.eval_shape(recipe.init, jax.random.key(0))

@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent("""
     import functools, jax, numpy as np
     from diffssl_jax.configs.ddpm.digits import get_config
     from diffssl_jax import data, methods
-    from diffssl_jax.training import parallel
+    from diffssl_jax import parallel
     from diffssl_jax.training.state import create_train_state
     from diffssl_jax.training.step import make_optimizer, make_train_step
 
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     host_batch = ds[0]
     tx, schedule = make_optimizer(**config.optim, num_steps=10)
     step = make_train_step(recipe.loss, ema_decay=0.9, lr_schedule=schedule)
-    init = functools.partial(recipe.init, batch=host_batch)
+    init = recipe.init
 
     def run(num_devices):
         mesh = parallel.make_mesh(num_devices)

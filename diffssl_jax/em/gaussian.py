@@ -167,3 +167,23 @@ def fit_gaussian(operators, ys, noise_var, *, shape, num_iterations, ridge=1e-6,
         )
         cov = cov + ridge * jnp.eye(size, dtype=dtype)
     return mean, cov
+
+
+def fit_problem(problem, *, num_iterations: int):
+    """`fit_gaussian` on the observations of an `InverseProblem` (EM's lap-0 prior).
+
+    Raises:
+      ValueError: a noise variance given per observation (`Sigma_y` must be shared here).
+    """
+    if problem.per_observation_noise:
+        raise ValueError(
+            "the Gaussian lap 0 needs one noise variance shared by every observation; got "
+            f"noise_var of shape {jnp.shape(problem.noise_var)} (one per observation)."
+        )
+    return fit_gaussian(
+        problem.stacked_operators(),
+        problem.y,
+        problem.noise_var,
+        shape=tuple(problem.shape),
+        num_iterations=num_iterations,
+    )

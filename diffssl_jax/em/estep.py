@@ -1,0 +1,133 @@
+"""The E-step of EM: one MMPS posterior sample per observation, by chunks that resume.
+
+`e_step` samples `q_theta(x | y_i)` for every observation of an `InverseProblem` with
+`posterior.sample_posterior` and MMPS (`posterior_method("mmps", ...)`; docs/methods.md E.2,
+E.4), chunk by chunk (`problem.take(start, stop)`); each chunk is saved atomically
+(`storage`) once computed, so a killed or preempted E-step continues from its saved chunks,
+with the same keys (`fold_in(rng, j)` for chunk `j`), hence the same samples.
+`filter_samples` drops the samples E.4 drops; `prior_samples` draws from a prior for the
+per-lap metrics.
+
+Units: the denoiser and the sigma grid are in EM (data) units, those of the operators:
+`samplers.sigmas_from_config(sampling)` with `sampling.sigma_*` in EM units.
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+from diffssl_jax import storage
+from diffssl_jax.posterior.methods import posterior_method
+from diffssl_jax.posterior.problems import InverseProblem
+from diffssl_jax.posterior.sampling import sample_posterior
+from diffssl_jax.sampling import samplers
+from diffssl_jax.training import preemption
+
+
+def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
+    """Drops non-finite samples and, if `bound`, samples with any |entry| > bound (E.4).
+
+    Returns:
+      `(kept [K, ...], {"num_nonfinite": ..., "num_out_of_range": ..., "num_kept": K})`.
+    """
+    samples = np.asarray(samples)
+    flat = samples.reshape(len(samples), -1)
+    finite = np.all(np.isfinite(flat), axis=1)
+    in_range = np.ones_like(finite) if bound is None else np.all(np.abs(flat) <= bound, axis=1)
+    in_range &= finite
+    counts = {
+        "num_nonfinite": int((~finite).sum()),
+        "num_out_of_range": int((finite & ~in_range).sum()),
+        "num_kept": int(in_range.sum()),
+    }
+    return samples[in_range], counts
+
+
+def mmps_method(posterior_config):
+    """MMPS with the options of a `posterior` group (`cg_maxiter`, `cg_max_residual_growth`)."""
+    return posterior_method(
+        "mmps",
+        cg_maxiter=posterior_config.cg_maxiter,
+        cg_max_residual_growth=posterior_config.cg_max_residual_growth,
+    )
+
+
+def e_step(
+    denoiser,
+    problem: InverseProblem,
+    *,
+    rng,
+    sampling,
+    posterior,
+    chunk_size: int,
+    directory: storage.PathLike,
+    mesh=None,
+) -> np.ndarray:
+    """Posterior samples `[N, *shape]` for every observation, by chunks that resume.
+
+    Chunk `j` (observations `[j c, (j + 1) c)`, `c = chunk_size`) uses the key
+    `fold_in(rng, j)` and is saved (by process 0) to `directory/chunk_{j:05d}.npy` once
+    computed. After a SIGTERM the chunk in flight is finished and saved, then `Preempted` is
+    raised.
+
+    Args:
+      denoiser: the prior `(x, sigma) -> x0_hat` on one example, in EM units.
+      problem: the observations.
+      rng: the E-step's key.
+      sampling: the `sampling` group (`grid`, `num_steps`, `sigma_*` in EM units, `sampler`).
+      posterior: the `posterior` group (MMPS's `cg_maxiter`, `cg_max_residual_growth`).
+      chunk_size: observations per chunk (`em.chunk_size`).
+      directory: where the chunks are saved.
+      mesh: devices (default: all).
+    """
+    n = problem.num_observations
+    size = int(chunk_size)
+    directory = storage.path(directory)
+    sample = functools.partial(
+        _sample_chunk,
+        mmps_method(posterior),  # one method for every chunk: the compiled sampler is reused
+        denoiser,
+        problem,
+        rng=rng,
+        sigmas=samplers.sigmas_from_config(sampling),
+        sampler=sampling.sampler,
+        mesh=mesh,
+    )
+    chunks = []
+    stage = preemption.deferred(f"in the E-step into {directory} (its saved chunks are kept)")
+    with preemption.handle_sigterm(), stage:
+        for j, start in enumerate(range(0, n, size)):
+            path = directory / f"chunk_{j:05d}.npy"
+            if path.exists():
+                chunks.append(storage.load_npy(path))
+                continue
+            if preemption.requested():  # the chunks before j are saved: the rerun goes on
+                raise preemption.Preempted(f"in the E-step before chunk {j} ({directory})")
+            chunk = sample(j, start, min(start + size, n))
+            if storage.is_primary():
+                storage.save_npy(path, chunk)
+            chunks.append(chunk)
+    return np.concatenate(chunks)
+
+
+def _sample_chunk(method, denoiser, problem, j, start, stop, *, rng, sigmas, sampler, mesh):
+    """One posterior sample `[stop - start, *shape]` per observation of chunk `j`."""
+    samples = sample_posterior(
+        method,
+        denoiser,
+        problem.take(start, stop),
+        rng=jax.random.fold_in(rng, j),
+        sigmas=sigmas,
+        sampler=sampler,
+        mesh=mesh,
+    )
+    return np.asarray(jax.device_get(samples))[:, 0]
+
+
+def prior_samples(denoiser, shape, num: int, *, rng, sampling) -> np.ndarray:
+    """`num` unconditional samples `[num, *shape]` of a prior denoiser (for the metrics), on
+    the grid of the `sampling` group (in the denoiser's units)."""
+    sigmas = samplers.sigmas_from_config(sampling)
+    run = jax.jit(lambda d, key: samplers.sample(d, key, shape, sigmas, sampling.sampler, num))
+    return np.asarray(jax.device_get(run(denoiser, rng)))
