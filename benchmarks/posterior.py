@@ -8,7 +8,10 @@ images with a centre-box mask, and a time-conditioned MLP (`models.mlp.MLP`, (25
 256), random parameters) on 64-d vectors observed through a random 16x64 matrix, it times
 one jitted, vmapped call of: the denoiser; MMPS with k = 1, 3, 10 CG iterations; a naive
 MMPS through `jax.scipy.sparse.linalg.cg` (docs/methods.md E.6: it evaluates the matvec at the
-initial guess and needs a final vjp, k + 2 vjps); DPS, PiGDM, TMPD and DiffPIR. Each time is
+initial guess and needs a final vjp, k + 2 vjps); MMPS k = 3, 10 with the plain vjp (no
+``posterior.cpu_convs`` rewrite) and CG unrolled or in a ``while_loop`` (on XLA:CPU the loop
+with the plain vjp is the slow case of benchmarks/vjp_in_loop.py); DPS, PiGDM, TMPD and
+DiffPIR. ``--rows=MMPS`` keeps the rows whose name contains ``MMPS``. Each time is
 the median over `--repeats` calls after one warm-up call, as wall time and as process CPU
 time, and is divided by the denoiser's. The memory column is XLA's compiled temporary
 buffer size (`compiled.memory_analysis().temp_size_in_bytes`) of the same call: it must not
@@ -42,16 +45,22 @@ flags.DEFINE_integer("unet_batch", 8, "Observations per call for the U-Net.")
 flags.DEFINE_integer("mlp_batch", 256, "Observations per call for the MLP.")
 flags.DEFINE_integer("repeats", 7, "Timed calls (median).")
 flags.DEFINE_float("sigma", 1.0, "VE noise level of the call.")
+flags.DEFINE_list("rows", [], "Only the rows whose name contains one of these (and the denoiser).")
+flags.DEFINE_list("priors", ["unet", "mlp"], "Priors: unet (digits) and/or mlp.")
+
+
+def _linearize(denoiser, A, y, noise_var, x, sigma):
+    """``(sigma^2, D(x), u -> J^T u, A^T, Sigma_y)``: what both reference MMPS calls start from."""
+    x0_hat, vjp_fn = jax.vjp(lambda u: denoiser(u, sigma), x)
+    adjoint = posterior.make_adjoint(A, x)
+    return jnp.square(sigma), x0_hat, vjp_fn, adjoint, noise_array(noise_var, y)
 
 
 def naive_mmps(denoiser, A, y, noise_var, *, cg_maxiter):
     """MMPS as in the paper's code: ``jax.scipy.sparse.linalg.cg`` then a final vjp."""
 
     def call(x, sigma):
-        sigma2 = jnp.square(sigma)
-        x0_hat, vjp_fn = jax.vjp(lambda u: denoiser(u, sigma), x)
-        adjoint = posterior.make_adjoint(A, x)
-        noise = noise_array(noise_var, y)
+        sigma2, x0_hat, vjp_fn, adjoint, noise = _linearize(denoiser, A, y, noise_var, x, sigma)
 
         def matvec(v):
             return noise * v + sigma2 * A(vjp_fn(adjoint(v))[0])
@@ -62,10 +71,38 @@ def naive_mmps(denoiser, A, y, noise_var, *, cg_maxiter):
     return call
 
 
+def plain_mmps(denoiser, A, y, noise_var, *, cg_maxiter, unroll):
+    """``posterior.mmps``'s call with the plain vjp (no ``cpu_convs`` rewrite) and CG unrolled
+    (``unroll``, MMPS's CPU default before issue 17) or in a ``while_loop``."""
+
+    def call(x, sigma):
+        sigma2, x0_hat, vjp_fn, adjoint, noise = _linearize(denoiser, A, y, noise_var, x, sigma)
+
+        def matvec(v):
+            (jt_at_v,) = vjp_fn(adjoint(v))
+            return noise * v + sigma2 * A(jt_at_v), jt_at_v
+
+        solution = posterior.cg(
+            matvec,
+            y - A(x0_hat),
+            maxiter=cg_maxiter,
+            max_residual_growth=10.0,
+            aux_like=x,
+            unroll=unroll,
+        )
+        return x0_hat + sigma2 * solution.aux
+
+    return call
+
+
 def _methods():
     rows = [("denoiser", None)]
     method = posterior.posterior_method
     rows += [(f"MMPS k={k}", method("mmps", cg_maxiter=k)) for k in (1, 3, 10)]
+    for k in (3, 10):
+        for unroll, form in ((True, "unrolled"), (False, "loop")):
+            call = functools.partial(plain_mmps, cg_maxiter=k, unroll=unroll)
+            rows.append((f"MMPS k={k}, plain vjp, CG {form}", call))
     rows += [(f"naive MMPS k={k}", functools.partial(naive_mmps, cg_maxiter=k)) for k in (1, 3, 10)]
     names = {"dps": "DPS", "pigdm": "PiGDM", "tmpd": "TMPD", "diffpir": "DiffPIR"}
     return rows + [(label, method(name)) for name, label in names.items()]
@@ -144,7 +181,10 @@ def benchmark(denoiser, operators, shape, label, batch, repeats, sigma):
     print("| call | wall ms | / denoiser | CPU ms | / denoiser | XLA temp memory (KiB) |")
     print("|---|---|---|---|---|---|")
     base = None
+    wanted = flags.FLAGS.rows
     for name, make_posterior in _methods():
+        if wanted and make_posterior is not None and not any(w in name for w in wanted):
+            continue
         fn = _batched_call(make_posterior, jnp.float32(sigma))
         wall, cpu = _time(fn, args, repeats)
         base = base or (wall, cpu)
@@ -161,8 +201,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, float32")
-    benchmark(*unet_problem(f.unet_batch, f.digits_workdir), f.unet_batch, f.repeats, f.sigma)
-    benchmark(*mlp_problem(f.mlp_batch), f.mlp_batch, f.repeats, f.sigma)
+    if "unet" in f.priors:
+        problem = unet_problem(f.unet_batch, f.digits_workdir)
+        benchmark(*problem, f.unet_batch, f.repeats, f.sigma)
+    if "mlp" in f.priors:
+        benchmark(*mlp_problem(f.mlp_batch), f.mlp_batch, f.repeats, f.sigma)
 
 
 if __name__ == "__main__":

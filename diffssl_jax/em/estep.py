@@ -20,7 +20,7 @@ import numpy as np
 from diffssl_jax import storage
 from diffssl_jax.posterior.methods import posterior_method
 from diffssl_jax.posterior.problems import InverseProblem
-from diffssl_jax.posterior.sampling import sample_posterior
+from diffssl_jax.posterior.sampling import check_sampling, sample_posterior
 from diffssl_jax.sampling import samplers
 from diffssl_jax.training import preemption
 
@@ -81,16 +81,21 @@ def e_step(
       directory: where the chunks are saved.
       mesh: devices (default: all).
     """
-    n = problem.num_observations
     size = int(chunk_size)
     directory = storage.path(directory)
+    # One method for every chunk (the compiled sampler is reused), checked once on the whole
+    # problem: each chunk's `sample_posterior` then skips the checks (a linearity test and
+    # host syncs per chunk).
+    method, sigmas, n = check_sampling(
+        mmps_method(posterior), denoiser, problem, samplers.sigmas_from_config(sampling)
+    )
     sample = functools.partial(
         _sample_chunk,
-        mmps_method(posterior),  # one method for every chunk: the compiled sampler is reused
+        method,
         denoiser,
         problem,
         rng=rng,
-        sigmas=samplers.sigmas_from_config(sampling),
+        sigmas=sigmas,
         sampler=sampling.sampler,
         mesh=mesh,
     )
@@ -121,6 +126,7 @@ def _sample_chunk(method, denoiser, problem, j, start, stop, *, rng, sigmas, sam
         sigmas=sigmas,
         sampler=sampler,
         mesh=mesh,
+        checked=True,
     )
     return np.asarray(jax.device_get(samples))[:, 0]
 

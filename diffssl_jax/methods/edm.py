@@ -72,10 +72,13 @@ def make_recipe(config, inputs=None) -> Recipe:
     sigma_data = config.objective.sigma_data
     distribution = config.objective.time_distribution
     image_shape = tuple(config.data.image_shape)
+    # One function for every `denoiser(params)`: it is a static field of the denoiser, so
+    # equal statics let EM's laps (new params each) reuse one compiled E-step sampler.
+    apply_fn = _apply_fn(network)
 
     def denoiser(params) -> EDMDenoiser:
         """The denoiser contract of `params`, in network units."""
-        return EDMDenoiser(params, _apply_fn(network), schedule, sigma_data)
+        return EDMDenoiser(params, apply_fn, schedule, sigma_data)
 
     def init(rng):
         x = jnp.zeros((1, *image_shape), jnp.float32)

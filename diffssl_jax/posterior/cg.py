@@ -144,9 +144,10 @@ def cg(matvec, b, *, maxiter, rtol=0.0, max_residual_growth=None, aux_like=None,
         by default found by ``jax.eval_shape`` (one abstract trace of ``matvec``, no FLOPs).
       unroll: unroll the ``maxiter`` iterations in Python instead of a ``lax.while_loop``
         (finished iterations are frozen, so the result is the same; every matvec is then
-        evaluated even after an early stop). On XLA:CPU (jaxlib 0.12) a vjp through a
-        convolutional network inside any loop body ran about 10x slower than outside one
-        (digits U-Net: 100 ms against 7-17 ms), so MMPS unrolls its few iterations.
+        evaluated even after an early stop). On XLA:CPU a vjp through a conv net in a loop
+        body is 10-25x slower unless its convolutions have canonical kernels
+        (``posterior.cpu_convs``, which MMPS applies; then the loop costs what unrolling
+        costs), so without that MMPS unrolls up to 16 iterations.
 
     Returns:
       ``CGResult(x, aux, residual_norm, iterations, breakdown)``; ``x`` and ``aux`` have the

@@ -12,10 +12,12 @@ denoiser gives ``u -> J^T u`` (``J`` is symmetric for an optimal denoiser, so ``
 where ``J`` appears), ``A^T`` comes from ``jax.linear_transpose``, and the system is solved by
 ``posterior.cg`` from ``v = 0``, which accumulates ``J^T A^T v`` alongside ``v``. Cost per
 call with ``cg_maxiter = k``: one forward pass kept for the vjp plus ``k`` vjps;
-``jax.scipy.sparse.linalg.cg`` would need ``k + 2`` (docs/methods.md E.6). Up to
-``MAX_UNROLLED_ITERATIONS`` the iterations are unrolled (a vjp inside a loop body ran ~10x
-slower on XLA:CPU, ``benchmarks/README.md``), so an early stop (tolerance, breakdown guard)
-freezes the result but saves no vjp; above it a ``while_loop`` stops early.
+``jax.scipy.sparse.linalg.cg`` would need ``k + 2`` (docs/methods.md E.6). On XLA:CPU the vjp
+goes through ``cpu_convs.canonical_conv_kernels`` (in a loop body XLA:CPU left a vjp's
+convolutions on its naive path, 10-25x slower: ``benchmarks/vjp_in_loop.py``), and CG runs in
+a ``while_loop`` above one iteration; elsewhere, or with that switched off, up to
+``MAX_UNROLLED_ITERATIONS`` the iterations are unrolled, so an early stop (tolerance,
+breakdown guard) freezes the result but saves no vjp; above it a ``while_loop`` stops early.
 
 Complex operators (MRI) act on real ``x``: ``A^T`` is the real-linear adjoint ``Re(A^H .)``,
 so the system is the one of the realified observation ``(Re y, Im y)`` with ``noise_var`` the
@@ -29,7 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from diffssl_jax.posterior import operators
+from diffssl_jax.posterior import cpu_convs, operators
 from diffssl_jax.posterior.cg import cg
 from diffssl_jax.posterior.checks import (
     check_call,
@@ -38,9 +40,21 @@ from diffssl_jax.posterior.checks import (
     validate_inputs,
 )
 
-# CG iterations up to this count are unrolled (see ``cg``'s ``unroll``: a vjp inside a loop
-# body was about 10x slower on XLA:CPU); more iterations run in a ``lax.while_loop``.
+# CG iterations up to this count are unrolled, more run in a ``lax.while_loop``. 16 where the
+# vjp is plain (GPU, TPU, or XLA:CPU with ``cpu_convs`` switched off: there a vjp through a
+# conv net in a loop body ran 10-25x slower); 1 on XLA:CPU with ``cpu_convs``'s canonical
+# kernels, with which the loop costs what the unrolled code costs (digits U-Net, batch 8:
+# k = 2 / 3 / 10 in 80 / 100 / 287 ms looped, 76 / 106 / 271 ms unrolled, same results;
+# benchmarks/README.md) and stops early, with a program that does not grow with k.
 MAX_UNROLLED_ITERATIONS = 16
+CPU_MAX_UNROLLED_ITERATIONS = 1
+
+
+def max_unrolled_iterations() -> int:
+    """CG iterations MMPS unrolls: ``CPU_MAX_UNROLLED_ITERATIONS`` when ``cpu_convs`` is on."""
+    if cpu_convs.enabled():
+        return CPU_MAX_UNROLLED_ITERATIONS
+    return MAX_UNROLLED_ITERATIONS
 
 
 @flax.struct.dataclass
@@ -73,6 +87,7 @@ class MMPSDenoiser:
         sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
         noise = noise_array(self.noise_var, self.y)
         x0_hat, vjp_fn = jax.vjp(lambda u: self.denoiser(u, sigma), x)
+        vjp_fn = cpu_convs.canonical_conv_kernels(vjp_fn)  # fast in CG's loop on XLA:CPU
         adjoint = operators.make_adjoint(self.A, x)
 
         def matvec(v):
@@ -80,7 +95,7 @@ class MMPSDenoiser:
             return noise * v + sigma2 * self.A(jt_at_v), jt_at_v
 
         residual = self.y - self.A(x0_hat)
-        unroll = self.cg_maxiter <= MAX_UNROLLED_ITERATIONS
+        unroll = self.cg_maxiter <= max_unrolled_iterations()
         solution = cg(
             matvec,
             residual,

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffssl_jax import parallel
+from diffssl_jax.posterior import cpu_convs
 from diffssl_jax.posterior.methods import posterior_method
 from diffssl_jax.posterior.problems import InverseProblem, check_problem
 from diffssl_jax.sampling import samplers
@@ -46,6 +47,9 @@ def _build_sampler(method, structure, shape, sampler, num, per_observation_noise
 
     def one(arrays, key, sigmas, mean, noise_var, index, A, y):
         posterior = method(_rebuild(structure, arrays), A, y, noise_var)
+        # The sampler's steps are a loop body: on XLA:CPU a vjp's convolutions there need
+        # canonical kernels to run fast (cpu_convs; a no-op elsewhere and without a vjp).
+        posterior = cpu_convs.canonical_conv_kernels(posterior)
         key = jax.random.fold_in(key, index)
         return samplers.sample(posterior, key, shape, sigmas, sampler, num, mean)
 
@@ -69,6 +73,25 @@ def _pad(tree, n_pad):
     return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], n_pad, 0)]), tree)
 
 
+def check_sampling(method, denoiser, problem: InverseProblem, sigmas):
+    """Every check of ``sample_posterior``: ``(method, sigmas as an array, N)``.
+
+    The problem (``check_problem``: finite values, leading axes, the first observation a valid
+    linear problem) and the method's own checks on observation 0, eagerly.
+
+    Raises:
+      ValueError: naming what is wrong, before anything is sampled.
+    """
+    if isinstance(method, str):
+        method = posterior_method(method)
+    sigmas = samplers.check_sigmas(sigmas)
+    n = check_problem(problem, sigmas.dtype)
+    A, y, noise_var = problem.observation(0)  # the method's own checks, eagerly
+    x_like = jax.ShapeDtypeStruct(tuple(problem.shape), sigmas.dtype)
+    method(denoiser, A, y, noise_var, x_like=x_like)
+    return method, sigmas, n
+
+
 def sample_posterior(
     method,
     denoiser,
@@ -80,6 +103,7 @@ def sample_posterior(
     num_per_observation=1,
     mean=None,
     mesh=None,
+    checked=False,
 ):
     """Samples ``p(x0 | y_i)`` for every observation of ``problem``, vmapped and sharded.
 
@@ -95,6 +119,8 @@ def sample_posterior(
       num_per_observation: samples per observation, ``>= 1``.
       mean: optional prior mean for the initial noise (as ``sampling.sample``).
       mesh: a mesh with a ``data`` axis; default all visible devices.
+      checked: skip ``check_sampling`` (the caller ran it on a problem this one is part of:
+        the EM E-step checks its whole problem once, not each chunk).
 
     Returns:
       ``[N, num_per_observation, *problem.shape]`` samples.
@@ -104,13 +130,12 @@ def sample_posterior(
         whose output does not match ``y``, a negative or complex noise variance, a non-linear
         map) or from the method's option checks, before anything is sampled.
     """
-    if isinstance(method, str):
-        method = posterior_method(method)
-    sigmas = samplers.check_sigmas(sigmas)
-    n = check_problem(problem, sigmas.dtype)
+    if checked:
+        method = posterior_method(method) if isinstance(method, str) else method
+        sigmas, n = jnp.asarray(sigmas), problem.num_observations
+    else:
+        method, sigmas, n = check_sampling(method, denoiser, problem, sigmas)
     shape = tuple(problem.shape)
-    A, y, noise_var = problem.observation(0)  # the method's own checks, eagerly
-    method(denoiser, A, y, noise_var, x_like=jax.ShapeDtypeStruct(shape, sigmas.dtype))
     per_observation_noise, shared = problem.per_observation_noise, problem.shared_operator
     mesh = mesh if mesh is not None else parallel.make_mesh()
     num_devices = mesh.devices.size
@@ -134,4 +159,4 @@ def sample_posterior(
         noise = jax.device_put(noise, sharded if per_observation_noise else replicated)
         denoiser_arrays = jax.device_put(denoiser_arrays, replicated)
     samples = run(denoiser_arrays, rng, sigmas, mean, noise, indices, operators, ys)
-    return samples[:n]
+    return samples[:n] if n_pad else samples

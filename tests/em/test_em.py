@@ -135,3 +135,33 @@ def test_lap_seeds_come_from_fold_in():
     assert em.lap_seed(0, 1) == em.lap_seed(0, 1) != em.lap_seed(0, 2) != em.lap_seed(1, 2)
     key = jax.random.fold_in(jax.random.key(3), 4)
     np.testing.assert_array_equal(jax.random.key_data(em.lap_key(3, 4)), jax.random.key_data(key))
+
+
+def test_laps_and_chunks_reuse_one_compiled_sampler(tmp_path):
+    """Two laps' priors (the recipe's denoiser of new parameters) over two chunks each: the
+    compiled E-step sampler is built once (EDM's `denoiser(params)` shares one apply_fn)."""
+    from diffssl_jax import methods
+    from diffssl_jax.posterior import sampling
+
+    config = get_config("tiny")
+    with config.unlocked():
+        config.sampling.num_steps = 2
+    experiment = em.make_experiment(config)
+    problem = experiment.observe(experiment.clean_data()).take(0, 8)
+    recipe = methods.make_recipe(config)
+    shape, scale = tuple(config.data.image_shape), config.em.data_scale
+    counts = []
+    for lap in (1, 2):
+        prior = ScaledDenoiser(recipe.denoiser(recipe.init(jax.random.key(lap))), shape, scale)
+        counts.append(sampling._cached_sampler.cache_info())
+        em.e_step(
+            prior,
+            problem,
+            rng=jax.random.key(0),
+            sampling=config.sampling,
+            posterior=config.posterior,
+            chunk_size=4,
+            directory=tmp_path / f"lap{lap}",
+        )
+    after = sampling._cached_sampler.cache_info()
+    assert after.misses == counts[1].misses and after.hits == counts[1].hits + 2
