@@ -18,6 +18,7 @@ from diffssl_jax.data import phantoms
 from diffssl_jax.data.sources import make_source
 from diffssl_jax.evaluation import image_metrics
 from diffssl_jax.evaluation.priors import load_denoiser
+from diffssl_jax.posterior import sampling as posterior_sampling
 from diffssl_jax.sampling import samplers
 
 
@@ -84,7 +85,8 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
     """Observes ``images``, samples each posterior and scores it.
 
     Every check (the observation options, the operator against ``y``, the noise variance, the
-    method's name and options, the sigma grid) runs before any sampling.
+    method's name and options, the sigma grid) runs before any sampling, once (``check_sampling``;
+    ``sample_posterior`` is then told not to repeat it).
 
     Args:
       denoiser: the prior ``D(x, sigma) -> x0_hat`` on one image (data units: images in
@@ -107,8 +109,8 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
     record = method_record(c.method)
     options = dict(c.method.get(c.method.name) or {})
     method = posterior.posterior_method(c.method.name, **options)
-    posterior.make_posterior(c.method.name, denoiser, problem, **options)  # its checks, now
     sigmas = samplers.sigmas_from_config(c.sampling)
+    method, sigmas, _ = posterior_sampling.check_sampling(method, denoiser, problem, sigmas)
     start = time.perf_counter()
     samples = posterior.sample_posterior(
         method,
@@ -118,6 +120,7 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
         sigmas=sigmas,
         sampler=c.sampling.sampler,
         num_per_observation=c.num_samples,
+        checked=True,
     )
     samples = np.asarray(jax.block_until_ready(samples))
     metrics = summarize(samples, np.asarray(images), posterior.observation_image(problem))
