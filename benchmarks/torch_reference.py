@@ -14,6 +14,10 @@ is in --attention_ds, attention in the middle block, GroupNorm groups, conv up/d
 The step mirrors ours (Ho et al. 2020, Eq. 14, eps-prediction): sample t and eps, corrupt
 with the discrete linear-beta schedule, forward, MSE to eps, backward, global-norm clipping,
 AdamW, EMA of the parameters. Prints one JSON line.
+
+Variants a PyTorch user would try on CPU: eager (the default), `--channels_last` (model and
+images in NHWC memory, oneDNN's preferred convolution layout) and `--compile`
+(`torch.compile` of the model with the default inductor backend; combinable).
 """
 
 import argparse
@@ -54,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ema_decay", type=float, default=0.999)
     parser.add_argument("--threads", type=int, default=0, help="0: the cores this process has")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--channels_last", action="store_true", help="model and images in channels_last memory"
+    )
     return parser.parse_args()
 
 
@@ -90,6 +97,39 @@ def make_model(args: argparse.Namespace) -> diffusers.UNet2DModel:
     )
 
 
+def to_memory_format(module_or_tensor, channels_last: bool):
+    """`module_or_tensor` in channels_last memory when asked (4-D weights and images only)."""
+    if not channels_last:
+        return module_or_tensor
+    return module_or_tensor.to(memory_format=torch.channels_last)
+
+
+def time_step(step, warmup: int, steps: int) -> dict:
+    """First-step time, then median and min wall and process-CPU times of `steps` calls.
+
+    `step()` returns a scalar tensor (its `.item()` waits for the step). CPU time
+    (`time.process_time`, all threads) is the load-robust figure on a shared machine when
+    the process runs on one thread; wall time is what a user waits.
+    """
+    start = time.perf_counter()
+    step().item()
+    first_step_s = time.perf_counter() - start
+    for _ in range(max(warmup - 1, 0)):
+        step().item()
+    wall, cpu = [], []
+    for _ in range(steps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step().item()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {
+        "step_time_s": statistics.median(wall),
+        "step_time_min_s": min(wall),
+        "cpu_time_s": statistics.median(cpu),
+        "first_step_s": first_step_s,
+    }
+
+
 def make_train_step(model, args):
     """`step(x0, labels) -> loss`: one optimiser step, updating `model` and its EMA in place."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -122,36 +162,25 @@ def main() -> None:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = make_model(args).float().train()
+    model = to_memory_format(make_model(args).float().train(), args.channels_last)
     num_params = sum(p.numel() for p in model.parameters())
     step = make_train_step(model, args)
     shape = (args.batch_size, args.channels, args.image_size, args.image_size)
-    x0 = torch.rand(shape) * 2.0 - 1.0
+    x0 = to_memory_format(torch.rand(shape) * 2.0 - 1.0, args.channels_last)
     labels = torch.randint(0, args.num_classes, (args.batch_size,)) if args.num_classes else None
 
-    start = time.perf_counter()
-    step(x0, labels).item()
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(args.warmup - 1, 0)):
-        step(x0, labels).item()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step(x0, labels).item()
-        times.append(time.perf_counter() - start)
-    step_time_s = statistics.median(times)
+    timing = time_step(lambda: step(x0, labels), args.warmup, args.steps)
     print(
         json.dumps(
             {
-                "images_per_sec": args.batch_size / step_time_s,
-                "step_time_s": step_time_s,
-                "step_time_min_s": min(times),
-                "first_step_s": first_step_s,
+                "images_per_sec": args.batch_size / timing["step_time_s"],
+                **timing,
                 "num_params": num_params,
                 "torch": torch.__version__,
                 "diffusers": diffusers.__version__,
                 "threads": threads,
                 "compiled": args.compile,
+                "channels_last": args.channels_last,
             }
         )
     )

@@ -30,9 +30,7 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -262,38 +260,14 @@ def make_step(model, loss_fn, args):
     return step
 
 
-def time_step(step, x0, warmup: int, steps: int) -> dict:
-    """First-step time, then median and min wall and process-CPU times of `steps` steps.
-
-    CPU time (`time.process_time`, all threads) is the load-robust figure on a shared
-    machine when the process runs on one thread; wall time is what a user waits.
-    """
-    start = time.perf_counter()
-    step(x0).item()
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        step(x0).item()
-    wall, cpu = [], []
-    for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        step(x0).item()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return {
-        "step_time_s": statistics.median(wall),
-        "step_time_min_s": min(wall),
-        "cpu_time_s": statistics.median(cpu),
-        "first_step_s": first_step_s,
-    }
-
-
 def main() -> None:
     recipe, args = parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    memory_format = torch_reference.to_memory_format
     if recipe.recipe == "mdm":
-        model = torch_reference.make_model(args).float().train()
+        model = memory_format(torch_reference.make_model(args).float().train(), args.channels_last)
         loss_fn = make_mdm_loss(model, recipe)
     else:
         model = ViT(recipe, args.image_size, args.channels).float().train()
@@ -302,7 +276,8 @@ def main() -> None:
         loss_fn = torch.compile(loss_fn)
     step = make_step(model, loss_fn, args)
     x0 = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size) * 2 - 1
-    timing = time_step(step, x0, args.warmup, args.steps)
+    x0 = memory_format(x0, args.channels_last and recipe.recipe == "mdm")
+    timing = torch_reference.time_step(lambda: step(x0), args.warmup, args.steps)
     result = {
         "recipe": recipe.recipe,
         "images_per_sec": args.batch_size / timing["step_time_s"],
@@ -311,6 +286,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": threads,
         "compiled": args.compile,
+        "channels_last": args.channels_last and recipe.recipe == "mdm",
     }
     print(json.dumps(result))
 

@@ -1,23 +1,24 @@
-"""Times our jitted DDPM train step against the same U-Net in PyTorch (diffusers).
+"""Times our jitted train steps against the same networks in PyTorch (eager, NHWC, compiled).
 
-    .venv/bin/python benchmarks/train_step.py                      # digits, batch 128
-    .venv/bin/python benchmarks/train_step.py --configs=digits,cifar10_small
+    .venv/bin/python benchmarks/train_step.py --configs=digits,cifar10_small,mdm,ldae
     .venv/bin/python benchmarks/train_step.py --config=configs/ddpm/cifar10.py:tiny \
-        --batch_size=8 --set model.model_channels=16
+        --batch_size=8 --set model.model_channels=16 --no_torch
 
-Our side: `methods.make_recipe(config)`, `make_optimizer`, `make_train_step` wrapped in the
-on-device non-finite guard (`training.finite_guard`, as the training loop runs it), jitted
-with the state donated, on random float32 batches; `--guard_overhead` also times the plain
-step in the same run and prints the guard's cost. It reports the trace (`.lower`) and XLA compile
-(`.compile`) times, the first call and the median of the timed steps. The reference
-(`benchmarks/torch_reference.py`) runs in `benchmarks/.venv-torch` (made by
-`benchmarks/setup_torch_reference.sh`) as a subprocess, after ours, with the same sizes,
-batch, clipping, AdamW and EMA; without that venv only our numbers are printed.
+Our side: `methods.make_recipe(config, recipe_inputs.compute(config))`, `make_optimizer`,
+`make_train_step` wrapped in the training loop's non-finite guard, jitted with the state donated, on
+random float32 batches (`--guard_overhead` also times the plain step). It reports the trace
+(`.lower`) and compile times, the first call and the median of the timed steps. The references
+(DDPM: `torch_reference.py`, diffusers' U-Net; MDM and l-DAE: `torch_reference_recipes.py`) run in
+`benchmarks/.venv-torch` (`setup_torch_reference.sh`) as subprocesses after ours, with the same
+sizes, batch, clipping, AdamW and EMA, once per variant in `--torch_variants`; the last column is
+ours against the fastest variant.
 """
 
 import argparse
+import ast
 import importlib.util
 import json
+import os
 import pathlib
 import statistics
 import subprocess
@@ -31,7 +32,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffssl_jax import methods  # noqa: E402
+from diffssl_jax import methods, recipe_inputs  # noqa: E402
 from diffssl_jax.models.unet import UNet  # noqa: E402
 from diffssl_jax.training.finite_guard import with_finite_guard  # noqa: E402
 from diffssl_jax.training.state import create_train_state  # noqa: E402
@@ -47,7 +48,13 @@ SETUP_COMMAND = "bash benchmarks/setup_torch_reference.sh"
 PRESETS = {
     "digits": ("configs/ddpm/digits.py", 128, {}),
     "cifar10_small": ("configs/ddpm/cifar10.py", 64, {"model.model_channels": 32}),
+    "mdm": ("configs/mdm/digits.py", 128, {}),
+    "ldae": ("configs/ldae/digits.py", 128, {}),
 }
+RECIPES = ("mdm", "ldae")  # their references are in torch_reference_recipes.py
+# A PyTorch user's CPU options: eager, NHWC memory (oneDNN's preferred convolution layout),
+# torch.compile (inductor, which needs a C++ compiler).
+TORCH_VARIANTS = {"eager": [], "channels_last": ["--channels_last"], "compiled": ["--compile"]}
 
 
 def load_config(spec: str, overrides: dict):
@@ -65,8 +72,6 @@ def load_config(spec: str, overrides: dict):
 
 def parse_override(text: str) -> tuple[str, object]:
     """`model.model_channels=16` -> ("model.model_channels", 16); values are Python literals."""
-    import ast
-
     key, _, value = text.partition("=")
     try:
         return key, ast.literal_eval(value)
@@ -85,15 +90,13 @@ def _guarded(step_fn):
     return step
 
 
-def time_ours(config, batch_size: int, steps: int, warmup: int, guard: bool = True) -> dict:
-    """Builds the recipe's train step for `config`, jits it (state donated) and times it.
+def build_step(config, batch_size: int, guard: bool = True):
+    """The recipe's train step for `config` (jitted, state donated), a state and a batch.
 
     With `guard` (the default) the step carries the training loop's non-finite guard.
-
-    Reports the trace (`.lower`) and XLA compile (`.compile`) times, the first call, and the
-    median wall and process-CPU (`time.process_time`, all threads) times of the timed steps.
+    Returns `(jitted_step, state, batch)` on random float32 images.
     """
-    recipe = methods.make_recipe(config)
+    recipe = methods.make_recipe(config, recipe_inputs.compute(config))  # l-DAE: its PCA basis
     tx, schedule = make_optimizer(**config.optim, num_steps=config.train.num_steps)
     step_fn = make_train_step(recipe.loss, ema_decay=config.optim.ema_decay, lr_schedule=schedule)
     if guard:
@@ -106,10 +109,19 @@ def time_ours(config, batch_size: int, steps: int, warmup: int, guard: bool = Tr
     }
     init_fn = recipe.init
     state = jax.jit(lambda rng: create_train_state(init_fn, tx, rng))(rng_state)
+    return jax.jit(step_fn, donate_argnums=0), state, batch
+
+
+def time_ours(config, batch_size: int, steps: int, warmup: int, guard: bool = True) -> dict:
+    """Builds the recipe's train step for `config` (`build_step`) and times it.
+
+    Reports the trace (`.lower`) and XLA compile (`.compile`) times, the first call, and the
+    median wall and process-CPU (`time.process_time`, all threads) times of the timed steps.
+    """
+    jitted, state, batch = build_step(config, batch_size, guard)
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     dtypes = {str(p.dtype) for p in jax.tree.leaves(state.params)}
 
-    jitted = jax.jit(step_fn, donate_argnums=0)
     start = time.perf_counter()
     lowered = jitted.lower(state, batch)
     trace_s = time.perf_counter() - start
@@ -182,56 +194,49 @@ def torch_args(config, batch_size: int, steps: int, warmup: int) -> list[str]:
     return unet_flags + common_args(config, batch_size, steps, warmup)
 
 
-def time_torch(args: list[str], compile_model: bool) -> dict | None:
-    """Runs torch_reference.py in its venv; None (and how to make it) when the venv is missing."""
+def reference_command(name: str, config, batch_size: int, steps: int, warmup: int) -> list:
+    """The PyTorch reference script and flags reproducing preset `name`'s network and loss."""
+    if name in RECIPES:
+        import recipe_reference_flags  # imports this module: loaded only when needed
+
+        flags = recipe_reference_flags.reference_args(name, config, batch_size, steps, warmup)
+        return [str(recipe_reference_flags.TORCH_SCRIPT), *flags]
+    return [str(TORCH_SCRIPT), *torch_args(config, batch_size, steps, warmup)]
+
+
+def time_torch(command: list, variant: str) -> dict:
+    """Runs one PyTorch variant in its venv: its result, or `{"error": why not}`."""
     if not TORCH_PYTHON.exists():
-        print(
-            f"PyTorch reference skipped: {TORCH_PYTHON} is missing. Create it with\n"
-            f"    {SETUP_COMMAND}"
-        )
-        return None
-    command = [str(TORCH_PYTHON), str(TORCH_SCRIPT), *args]
-    if compile_model:
-        command.append("--compile")
+        return {"error": f"{TORCH_PYTHON} is missing; create it with {SETUP_COMMAND}"}
+    if variant == "channels_last" and "--recipe=ldae" in command:
+        return {"error": "n/a (a ViT: no 4-D activations)"}
+    command = [str(TORCH_PYTHON), *command, *TORCH_VARIANTS[variant]]
     print("running:", " ".join(command[1:]), flush=True)
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     if result.returncode:
-        print(f"PyTorch reference failed:\n{result.stderr[-3000:]}")
-        return None
+        lines = [line for line in result.stderr.splitlines() if "Error" in line]
+        print(f"PyTorch {variant} failed:\n{result.stderr[-3000:]}", flush=True)
+        return {"error": f"failed: {(lines or ['exit ' + str(result.returncode)])[-1][:200]}"}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def print_table(name: str, ours: dict, torch_result: dict | None) -> None:
-    """A side-by-side table; the ratio is ours / torch (> 1 means ours is faster)."""
-    header = ("implementation", "params", "first step (s)", "step (s) median / min", "images/s")
-    rows = [
-        (
-            f"diffssl_jax (jax {jax.__version__})",
-            f"{ours['num_params']:,}",
-            f"{ours['first_step_s']:.2f} (trace {ours['trace_s']:.2f} "
-            f"+ compile {ours['compile_s']:.2f})",
-            f"{ours['step_time_s']:.3f} / {ours['step_time_min_s']:.3f}",
-            f"{ours['images_per_sec']:.1f}",
-        )
-    ]
-    if torch_result is not None:
-        mode = "compiled" if torch_result["compiled"] else "eager"
-        rows.append(
-            (
-                f"diffusers {torch_result['diffusers']} (torch {torch_result['torch']}, {mode})",
-                f"{torch_result['num_params']:,}",
-                f"{torch_result['first_step_s']:.2f}",
-                f"{torch_result['step_time_s']:.3f} / {torch_result['step_time_min_s']:.3f}",
-                f"{torch_result['images_per_sec']:.1f}",
-            )
-        )
-        ratio = ours["images_per_sec"] / torch_result["images_per_sec"]
-        rows.append(("ratio ours/torch (images/s)", "", "", "", f"{ratio:.2f}x"))
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    print(f"\n{name}")
-    for row in (header, tuple("-" * w for w in widths), *rows):
-        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    print()
+def table_row(name: str, batch_size: int, ours: dict, torch_results: dict) -> str:
+    """A markdown row: our step, each PyTorch variant's, and ours against the best variant."""
+    cells = [name, f"{ours['num_params']:,}", f"{ours['first_step_s']:.1f} s"]
+    cells.append(f"{ours['step_time_s']:.3f} s ({batch_size / ours['step_time_s']:.0f} img/s)")
+    timed = {}
+    for variant, result in torch_results.items():
+        if "error" in result:
+            cells.append(result["error"])
+            continue
+        timed[variant] = result["step_time_s"]
+        mismatch = " (params MISMATCH)" if result["num_params"] != ours["num_params"] else ""
+        ratio = result["step_time_s"] / ours["step_time_s"]
+        cells.append(f"{result['step_time_s']:.3f} s, {ratio:.2f}x{mismatch}")
+    if timed:
+        best = min(timed, key=timed.get)
+        cells.append(f"**{timed[best] / ours['step_time_s']:.2f}x** ({best})")
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -243,18 +248,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps, the first included")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--torch_compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--torch_variants", default="eager,channels_last,compiled", help=f"of {TORCH_VARIANTS}"
+    )
     parser.add_argument(
         "--guard_overhead", action="store_true", help="also time the step without the guard"
     )
     args = parser.parse_args()
-
     overrides = dict(parse_override(s) for s in args.set)
+    variants = [] if args.no_torch else args.torch_variants.split(",")
     if args.configs:
         runs = [(n, *PRESETS[n]) for n in args.configs.split(",")]
     else:
         runs = [(args.config, args.config, 128, {})]
-    print(f"jax {jax.__version__} on {jax.devices()}; float32")
+    print(f"jax {jax.__version__} on {jax.devices()}; float32; load {os.getloadavg()}")
+    rows = []
     for name, spec, preset_batch, preset_overrides in runs:
         config = load_config(spec, {**preset_overrides, **overrides})
         batch_size = args.batch_size or preset_batch
@@ -272,15 +280,20 @@ def main() -> None:
                 f"{plain['step_time_s']:.3f} s without ({ratio:.3f}x)",
                 flush=True,
             )
-        flags = torch_args(config, batch_size, args.steps, args.warmup)
-        torch_result = None if args.no_torch else time_torch(flags, args.torch_compile)
-        if torch_result is not None:
-            print("torch:", json.dumps(torch_result), flush=True)
-        print_table(
-            f"{label}, image {tuple(config.data.image_shape)}, batch {batch_size}",
-            ours,
-            torch_result,
-        )
+        command = reference_command(name, config, batch_size, args.steps, args.warmup)
+        results = {v: time_torch(command, v) for v in variants}
+        print("torch:", json.dumps(results), flush=True)
+        rows.append(table_row(f"{name} (batch {batch_size})", batch_size, ours, results))
+    print(
+        f"\nload average {os.getloadavg()}; torch cells: step, torch time / ours (> 1: ours faster)"
+    )
+    print(
+        "| preset | params | ours: first step | ours: step | "
+        + " | ".join(f"torch {v}" for v in variants)
+        + (" | ours vs best torch |" if variants else "")
+    )
+    print("|" + "---|" * (4 + len(variants) + bool(variants)))
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
