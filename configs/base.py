@@ -104,3 +104,19 @@ def shrink_for_tests(config: ml_collections.ConfigDict) -> None:
     config.train.progress_bar = False
     config.optim.warmup_steps = 2
     config.sampling.num_steps = 4
+
+
+def on_canvases(digits_module, arg: str | None, known: tuple[str, ...]):
+    """A method's digits config (`digits_module.get_config` with the variants of `arg`) moved
+    to the 32x32 digit canvases (`data.canvases`, docs/methods.md F): the same network,
+    optimiser and steps; the evaluation is canvas segmentation with 10 labelled canvases.
+
+    Raises:
+        ValueError: for a variant not in `known`.
+    """
+    variants = parse_variants(arg, known)
+    config = digits_module.get_config(",".join(sorted(variants)))
+    config.data.name = "canvases"
+    config.data.image_shape = (32, 32, 1)
+    config.eval.seg_num_labelled = 10
+    return config

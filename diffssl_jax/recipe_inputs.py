@@ -48,8 +48,12 @@ def _diti_prior(config) -> diti.Prior:
 
 
 def _pca_basis(config) -> PCABasis:
-    """l-DAE's basis: `basis_from_patches` of `sample_patches` of the training data."""
+    """l-DAE's basis: `basis_from_patches` of `sample_patches` of the training data, or the
+    identity (`ldae.pixel_basis`) for the pixel tokenizer; the config is checked first."""
+    ldae.check_config(config)
     c = config.corruption
+    if c.tokenizer == "pixel":
+        return ldae.pixel_basis(config)
     source = data.source_for(config.data)
     patches = ldae.sample_patches(source, c.patch_size, c.pca_num_patches, config.seed)
     return ldae.basis_from_patches(config, patches)

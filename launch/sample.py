@@ -9,6 +9,9 @@ Inverse problems: `--problem=posterior/digits_inpaint` (a shipped problem config
 the posterior of held-out images' observations under the workdir's prior and writes
 `DIR/eval/posterior_<name>.{npz,json}` (samples, mean, PSNR/SSIM against the ground truth)
 and `DIR/figures/posterior_<name>.png` (`diffssl_jax.evaluation.posterior.write_posterior`).
+`--prior=gaussian` replaces the trained prior by the Gaussian fitted to the train split of the
+problem's dataset (`diffssl_jax.evaluation.priors.gaussian_prior`): DIR is then only where the
+files go (`posterior_<name>_gaussian.*`), no checkpoint is read.
 From a checkout, `python -m launch.sample` is the same command.
 
 An EM workdir (`launch/em.py`) has no sampler of its own: the command says what it holds
@@ -21,15 +24,22 @@ from ml_collections import config_flags
 
 from diffssl_jax import storage
 from diffssl_jax.evaluation.posterior import write_posterior
+from diffssl_jax.evaluation.priors import PRIORS
 from diffssl_jax.evaluation.samples import write_samples
 from diffssl_jax.launch import cli
 
-flags.DEFINE_string("workdir", None, "A trained workdir.")
+flags.DEFINE_string("workdir", None, "A trained workdir (--prior=gaussian: where files go).")
 flags.DEFINE_integer("num_samples", 64, "How many images (unconditional sampling).")
 flags.DEFINE_integer("seed", 0, "Sampling seed (unconditional sampling).")
 flags.DEFINE_string("sampler", None, "Override the sampler.")
 flags.DEFINE_integer("num_steps", None, "Override the number of sampler steps.")
 config_flags.DEFINE_config_file("problem", None, "Inverse problem config: name or path.")
+flags.DEFINE_enum(
+    "prior",
+    "trained",
+    PRIORS,
+    "--problem's prior: the workdir's, or a Gaussian fitted to the data.",
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -64,7 +74,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.start()
     f = flags.FLAGS
-    message = em_workdir_message(f.workdir)
+    if f.prior != "trained" and f.problem is None:
+        raise app.UsageError(f"--prior={f.prior} is a posterior prior: give --problem as well.")
+    message = em_workdir_message(f.workdir) if f.prior == "trained" else None
     if message:
         raise app.UsageError(message)
     if f.problem is not None:
@@ -72,7 +84,7 @@ def main(argv):
             f.problem.sampling.sampler = f.sampler
         if f.num_steps:
             f.problem.sampling.num_steps = f.num_steps
-        out = write_posterior(f.workdir, f.problem)
+        out = write_posterior(f.workdir, f.problem, prior=f.prior)
         print(f"posterior mean PSNR {out['mean_psnr']:.2f} dB, SSIM {out['mean_ssim']:.3f}")
         print(f"wrote {out['samples']}, {out['metrics']} and {out['figure']}")
         return

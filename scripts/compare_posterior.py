@@ -9,11 +9,12 @@ its options; a step count; images) is one `evaluation.posterior.run_problem` cal
 draws one posterior sample per held-out observation (DDPM-ancestral steps) and scores it;
 the script picks the rows, caches their metrics and tabulates the mean PSNR and SSIM against
 the ground truth, with the observation itself (zero-filled for MRI) as a baseline. Step sizes
-of DPS (`zeta`), PiGDM (`data_var`), TMPD (`rel_floor`) and DiffPIR (`lambda_`) are tuned
-first on a small grid, on validation images disjoint from the test images (the next images
-of the same held-out split), at 100 steps, by PSNR; Shepp-Logan tasks reuse the values tuned
-on phantoms. Every finished row is cached in `<runs>/results.json`, so an interrupted run
-resumes and `--write_only` rewrites the page from the cache. docs/posterior.md (run of
+of DPS and DPS as published (`zeta`), PiGDM (`data_var`), TMPD (`rel_floor`) and DiffPIR
+(`lambda_`) are tuned first on a small grid, on validation images disjoint from the test
+images (the next images of the same held-out split), once per (task, step count), by PSNR;
+Shepp-Logan tasks reuse the values tuned on phantoms at the same step count. Every finished
+row is cached in `<runs>/results.json`, so an interrupted run resumes and `--write_only`
+rewrites the page from the cache. docs/posterior.md (run of
 2026-12-04), after training both priors (`launch.train` with `configs/ddpm/digits.py` and
 `configs/ddpm/phantoms.py`):
 
@@ -77,6 +78,7 @@ METHODS = {
     "pigdm": ("PiGDM", "pigdm", {}),
     "tmpd": ("TMPD", "tmpd", {}),
     "diffpir": ("DiffPIR", "diffpir", {}),
+    "dps_published": ("DPS as published", "dps_published", {}),
 }
 COMPARED = tuple(METHODS)  # the page's rows; the entries below only when asked for
 # MMPS's CG guard (notes): the residual growth cap `cg_max_residual_growth` (10 in mmps1 and
@@ -93,8 +95,10 @@ for _iterations in (1, 3):
 # `rel_floor` are not step sizes in their papers, but with a learned (imperfect) Jacobian they
 # decide whether the guidance stays bounded: at data_var = 1 / rel_floor = 1e-3 both blow up
 # from sigma = 80 (a correction of ~1e3-1e4 in the first step; `docs/posterior.md`, notes).
+# DPS as published: a step of <= ~2 zeta per step; the grid spans 10 to 1000 steps.
 GRIDS = {
     "dps": ("zeta", (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)),
+    "dps_published": ("zeta", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)),
     "pigdm": ("data_var", (1.0, 10.0, 100.0, 1000.0)),
     "tmpd": ("rel_floor", (0.001, 0.01, 0.1, 1.0)),
     "diffpir": ("lambda_", (0.01, 0.1, 1.0, 10.0, 100.0)),
@@ -113,7 +117,6 @@ flags.DEFINE_list(
     ["digits_inpaint", "digits_superres", "mri4_phantoms"],
     "Tasks run at >= 1000 steps.",
 )
-flags.DEFINE_integer("tune_steps", 100, "Steps of the tuning runs.")
 flags.DEFINE_bool("quick", False, "Smoke test: 2 and 4 steps, one image, small grids.")
 flags.DEFINE_bool("write_only", False, "Only rewrite the page from the cached results.")
 flags.DEFINE_string("runs", None, "Cache dir; default runs/compare_posterior (quick: _quick).")
@@ -231,11 +234,13 @@ NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_poster
 
 
 def _label(results, task, method):
-    """The method's name with the step size its rows used, e.g. ``DPS (zeta=10.0)``."""
-    options = next(
-        (r["options"] for (t, m, _), r in results.items() if (t, m) == (task, method)), {}
-    )
-    extra = ", ".join(f"{k}={v}" for k, v in options.items())
+    """The method's name with the step size its rows used, e.g. ``DPS (zeta=10.0)``, or
+    ``(tuned per step count)`` when the step counts used different values."""
+    used = {
+        json.dumps(r["options"]) for (t, m, _), r in results.items() if (t, m) == (task, method)
+    }
+    extra = ", ".join(f"{k}={v}" for k, v in json.loads(min(used, default="{}")).items())
+    extra = "tuned per step count" if len(used) > 1 else extra
     return f"{METHODS[method][0]} ({extra})" if extra else METHODS[method][0]
 
 
@@ -276,11 +281,12 @@ def write_page(path, results, tuning, tasks, methods, steps_list, counts, second
     ]
     with open(NOTES) as f:
         lines += [f.read()]
-    lines += ["## Step sizes (tuned on validation images, 100 steps, by PSNR)", ""]
-    for (task, method), (best, psnr) in tuning.items():
+    lines += ["## Step sizes (tuned on validation images per task and step count, by PSNR)", ""]
+    for (task, method, steps), (best, psnr) in sorted(tuning.items()):
         grid = ", ".join(f"{v}: {p:.2f}" for v, p in psnr.items())
         lines.append(
-            f"- {TASKS[task][0]}, {METHODS[method][0]} `{GRIDS[method][0]}` -> {best} ({grid} dB)"
+            f"- {TASKS[task][0]}, {METHODS[method][0]}, {steps} steps: `{GRIDS[method][0]}` -> "
+            f"{best} ({grid} dB)"
         )
     lines += ["", "## Wall time of one row at 100 steps (s, compilation included, shared CPU)", ""]
     for task in tasks:
@@ -298,9 +304,9 @@ def write_page(path, results, tuning, tasks, methods, steps_list, counts, second
 def _settings(f):
     if f.quick:
         grids = {m: (k, v[:2]) for m, (k, v) in GRIDS.items()}
-        return [2, 4], 1, 1, 1, 4, grids
+        return [2, 4], 1, 1, 1, grids
     steps = [int(s) for s in f.steps]
-    return steps, f.num_images, f.num_images_long, f.num_validation, f.tune_steps, GRIDS
+    return steps, f.num_images, f.num_images_long, f.num_validation, GRIDS
 
 
 def _row(rows, task, method, steps, num_images, opts):
@@ -309,28 +315,26 @@ def _row(rows, task, method, steps, num_images, opts):
 
 
 def run_all(rows, f, settings):
-    """Task by task: tuning, then the short runs; the long (>= 1000 steps) runs last."""
-    steps_list, n, n_long, n_val, tune_steps, grids = settings
-    options = {}
-    for task in f.tasks:
+    """Per task and step count: tuning on validation images (the images after every test
+    image), then the test row; the long (>= 1000 steps) runs last."""
+    steps_list, n, n_long, n_val, grids = settings
+    short = [(t, s, n) for t in f.tasks for s in steps_list if s < 1000]
+    long = [(t, s, n_long) for s in steps_list if s >= 1000 for t in f.tasks if t in f.long_tasks]
+    for task, steps, num_images in short + long:
         for method in f.methods:
+            options = {}
             if method in grids:
-                best, _ = tune(rows, task, method, grids, tune_steps, n_val, n)
-                options[(task, method)] = {grids[method][0]: best}
-        for steps in (s for s in steps_list if s < 1000):
-            for method in f.methods:
-                _row(rows, task, method, steps, n, options.get((task, method), {}))
-    for steps in (s for s in steps_list if s >= 1000):
-        for task in (t for t in f.tasks if t in f.long_tasks):
-            for method in f.methods:
-                _row(rows, task, method, steps, n_long, options.get((task, method), {}))
+                best, _ = tune(rows, task, method, grids, steps, n_val, max(n, n_long))
+                options = {grids[method][0]: best}
+            _row(rows, task, method, steps, num_images, options)
 
 
-def collect(cache, grids=GRIDS, tune_steps=100):
+def collect(cache, grids=GRIDS):
     """Rows, tuning grids, image counts and 100-step times from the cache's keys.
 
-    Only tuning runs on the current grid at `tune_steps` count, and a tuned method's rows
-    count only with its best value (the cache may hold rows of older grids). Several runs of a row
+    Tuning is per (task, method, step count), on the current grid only, and a tuned method's
+    row at a step count counts only with the best value at that step count (the cache may
+    hold rows of older grids, or tuned at another step count). Several runs of a row
     (different image counts) keep the one with the most images.
     """
     results, tuning, counts, seconds = {}, {}, {}, {}
@@ -339,8 +343,8 @@ def collect(cache, grids=GRIDS, tune_steps=100):
         if parts[0] == "tune":
             _, task, method, setting, steps = parts
             value = float(setting.split("=")[1])
-            if int(steps) == tune_steps and method in grids and value in grids[method][1]:
-                grid = tuning.setdefault((task, method), {})
+            if method in grids and value in grids[method][1]:
+                grid = tuning.setdefault((task, method, int(steps)), {})
                 grid[value] = m["sample_psnr"] if m["all_finite"] else -np.inf
     tuning = {k: (max(g, key=g.get), dict(sorted(g.items()))) for k, g in tuning.items()}
     for key, m in cache.items():
@@ -348,10 +352,9 @@ def collect(cache, grids=GRIDS, tune_steps=100):
         if parts[0] == "tune":
             continue
         task, method, steps, num = parts[0], parts[1], int(parts[2]), int(parts[3])
-        tuned_on = TASKS[task][4] or task
-        if method in grids and (tuned_on, method) in tuning:
-            if m["options"] != {grids[method][0]: tuning[(tuned_on, method)][0]}:
-                continue
+        tuned = tuning.get((TASKS[task][4] or task, method, steps))
+        if method in grids and (tuned is None or m["options"] != {grids[method][0]: tuned[0]}):
+            continue
         if num < counts.get((task, steps, method), 0):
             continue
         counts[(task, steps, method)] = counts[(task, steps)] = num
@@ -383,7 +386,7 @@ def main(argv):
     rows = Rows(os.path.join(runs, "results.json"), workdirs)
     if not f.write_only:
         run_all(rows, f, settings)
-    results, tuning, counts, seconds = collect(rows.cache, settings[5], settings[4])
+    results, tuning, counts, seconds = collect(rows.cache, settings[-1])
     page_methods = [*COMPARED, *(m for m in f.methods if m not in COMPARED)]
     write_page(out, results, tuning, list(TASKS), page_methods, settings[0], counts, seconds)
     print(f"wrote {out}")

@@ -1,14 +1,23 @@
 """EM on the toy manifold (Rozet et al. 2024, E.4; docs/methods.md F), at CPU scale by default.
 
     .venv/bin/python -m launch.em --config=configs/em/toy.py --workdir=runs/em_toy
+    .venv/bin/python -m launch.em --config=configs/em/toy.py:noclip --workdir=runs/em_toy_noclip
 
 Latents in R^5 on a random 1-d manifold scaled to [-2, 2]; each observation a random 2x5
 projection with unit-norm rows and noise 0.01. The MLP (256, 256, 256) prior trains on x / 2
 (network units in [-1, 1]) with the EDM preconditioning of s_d = 0.5, i.e. E.1's s_d = 1
 in the toy's units; noise from 1e-3 to 10 toy units (5e-4 to 5 network units), t ~ Beta(3, 3).
+Samples: the E-step drops non-finite samples and those with an entry beyond
+`em.sample_bound = 3` (the reference drops those outside (-3, 3) too); the M-step then trains
+on `x / em.data_scale` clipped into the pipeline's [-1, 1] (`em.laps.m_step`), i.e. it clips
+the kept samples to [-2, 2] here, which the reference does not (the sample clip).
+
 Variants: `paper` (E.4's sizes, for accelerators: 65,536 observations, 64 laps of 65,536
 steps, batch 1024, lr 1e-3 decaying linearly to 0 (E.4: to 1e-6), 4096 sampler steps),
-`tiny` (tests: seconds).
+`noclip` (no sample clip, as the reference: `em.data_scale = em.sample_bound = 3`, so every
+kept sample lies in the network's [-1, 1]; the network ranges and s_d are divided by 3 to
+stay the same in toy units, which leaves the EDM network, its inputs and its loss unchanged:
+only the clip differs), `tiny` (tests: seconds).
 """
 
 from diffssl_jax.configs.base import parse_variants
@@ -16,7 +25,7 @@ from diffssl_jax.configs.em.defaults import get_em_base_config, shrink_em_for_te
 
 
 def get_config(arg: str | None = None):
-    variants = parse_variants(arg, known=("tiny", "paper"))
+    variants = parse_variants(arg, known=("tiny", "paper", "noclip"))
     config = get_em_base_config()
     config.em.task = "toy"
     config.data.name = "em_toy"  # informational: the M-step reads the posterior samples
@@ -63,6 +72,12 @@ def get_config(arg: str | None = None):
         config.optim.warmup_steps = 0
         config.optim.decay = "linear"
         config.sampling.num_steps = 4096
+    if "noclip" in variants:  # the kept samples (|x| <= 3) fill the network's [-1, 1]: no clip
+        scale = config.em.sample_bound
+        config.em.data_scale = scale
+        config.corruption.sigma_min = config.sampling.sigma_min / scale
+        config.corruption.sigma_max = config.sampling.sigma_max / scale
+        config.objective.sigma_data = 1.0 / scale  # s_d = 1 toy unit, as the default's 0.5 x 2
     if "tiny" in variants:
         config.model.features = (32, 32)
         config.model.emb_features = 16

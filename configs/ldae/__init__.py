@@ -26,10 +26,16 @@ def get_ldae_base_config():
     config.corruption.pca_whiten = False  # noise in whitened latent units (unstated; C.3)
     config.corruption.pca_num_patches = 200_000  # random training patches the PCA is fit on
     config.corruption.sigma_max = math.sqrt(2.0)  # sigma_t = sigma_max t, in latent units
+    # The roadmap's stages (C.4, C.5; methods/ldae.py), defaults = the final l-DAE:
+    config.corruption.tokenizer = "pca"  # pca | pixel (identity basis: noise on pixels, d = D)
+    config.corruption.gamma_scaling = False  # True: z_t = gamma_t z0 + sigma_t eps, gamma^2 = 1-t
+    config.corruption.noise_levels = "schedule"  # schedule (t ~ U[0, 1)) | single (single_sigma)
+    config.corruption.single_sigma = 1.0 / 3.0  # sigma of the single level (paper: 1/3)
     # Input of `features`: projected (noise-free latent, inverse PCA) | raw (the image) |
     # noisy (latent noise at eval.feature_t); the paper's "clean input" is ambiguous.
     config.corruption.feature_input = "projected"
     config.objective.residual_weight = 0.1  # loss weight of PCA components d+1..D (Eq. 4)
+    config.objective.target = "image"  # image (x0, Eq. 4) | eps (the latent noise, unweighted)
 
     config.model.patch_size = 16  # ViT token side, in pixels
     config.model.hidden_size = 1024

@@ -17,19 +17,78 @@ cores (load ~2; 15.6 steps/s with a second training job on the same cores): 2500
 125 s of wall time including start-up, the PCA fit and compilation, so the 3000 steps take
 about 2.5 minutes.
 
-Variants (`--config=configs/ldae/digits.py:tiny`): `tiny` trains a few steps of a small
-network in seconds (tests, CI).
+The roadmap's flags (keys of `configs/ldae/__init__.py`, defaults = the final l-DAE;
+docs/methods.md C.4, C.5; formulas in `corruptions/pca_noise.py`):
+  corruption.latent_dim     d, PCA components that carry the noise, 1..D (D = 16 here)
+  corruption.tokenizer      "pca" | "pixel" (identity basis, noise on pixels; needs d = D)
+  corruption.gamma_scaling  False: z_t = z0 + sigma_max t eps | True: sqrt(1-t) z0 + sqrt(t) eps
+  corruption.noise_levels   "schedule" (t ~ U[0, 1)) | "single" (sigma_t = single_sigma always)
+  corruption.single_sigma   the single level, 1/3 (the paper's), in latent units
+  objective.target          "image" (x0, Eq. 4) | "eps" (the latent noise, unweighted)
+  objective.residual_weight Eq. 4's weight of components d+1..D (0: the clean-latent loss)
+
+Variants (`--config=configs/ldae/digits.py:tiny,eps`; comma-separated, any order):
+  `tiny`: a few steps of a small network in seconds (tests, CI).
+  Roadmap stages, in the paper's order (`ROADMAP`; at most one):
+  `eps`: gamma_t^2 = 1 - t, the network predicts the noise (Table 1's "patch-wise PCA", 65.1);
+  `clean_latent`: the same noise, target x0 with residual_weight 0, lambda_t = gamma_t^2
+    ("predict clean data", 62.4);
+  `no_scaling`: gamma_t = 1, sigma_t = sqrt(2) t, lambda_t = 1 / (1 + sigma_t^2),
+    residual_weight 0 ("remove input scaling", 63.6; "image input" and "image output via
+    inverse PCA", 63.6 and 63.9, are the same run here: this ViT always reads and writes
+    images);
+  `ldae`: the defaults, named for tables (Eq. 4 weights, 64.5).
+  Ablations (`ABLATIONS`; combine with a stage, the paper's d and tokenizer studies ran at
+  stage `eps`): `single`: one noise level sigma = 1/3 (61.5 vs 64.5), with `eval.feature_t`
+  set to its time (the only time the network saw); `pixel`: the pixel tokenizer, d = D = 16;
+  `d1`, `d2`, `d4` (the default), `d8`, `d16` (d = D, the full PCA basis): latent dim.
 """
 
 from diffssl_jax.configs.base import parse_variants, shrink_for_tests
 from diffssl_jax.configs.ldae import get_ldae_base_config
 from diffssl_jax.configs.mae import shrink_vit_for_tests
+from diffssl_jax.corruptions.pca_noise import time_of_sigma
 
 STEPS_PER_SEC = 22.1  # measured: see the module docstring
+ROADMAP = ("eps", "clean_latent", "no_scaling", "ldae")  # the paper's order
+LATENT_DIMS = {"d1": 1, "d2": 2, "d4": 4, "d8": 8, "d16": 16}
+ABLATIONS = ("single", "pixel", *LATENT_DIMS)
+
+
+def _one_of(variants: set, group, what: str) -> str | None:
+    chosen = sorted(variants & set(group))
+    if len(chosen) > 1:
+        raise ValueError(f"choose at most one {what} variant, got {chosen}")
+    return chosen[0] if chosen else None
+
+
+def apply_roadmap(config, variants: set) -> None:
+    """Sets the keys of the roadmap variants in `variants` (module docstring)."""
+    stage = _one_of(variants, ROADMAP, "roadmap stage")
+    if stage in ("eps", "clean_latent"):
+        config.corruption.gamma_scaling = True
+    if stage == "eps":
+        config.objective.target = "eps"
+    if stage in ("clean_latent", "no_scaling"):
+        config.objective.residual_weight = 0.0
+    dim = _one_of(variants, LATENT_DIMS, "latent dim (d1, d2, ...)")
+    if dim and "pixel" in variants:
+        raise ValueError(f"`pixel` fixes d = D = 16; drop {dim!r}")
+    if dim:
+        config.corruption.latent_dim = LATENT_DIMS[dim]
+    if "pixel" in variants:
+        config.corruption.tokenizer = "pixel"
+        config.corruption.latent_dim = 16
+    if "single" in variants:
+        c = config.corruption
+        c.noise_levels = "single"
+        config.eval.feature_t = time_of_sigma(
+            c.single_sigma, gamma_scaling=c.gamma_scaling, sigma_max=c.sigma_max
+        )
 
 
 def get_config(arg: str | None = None):
-    variants = parse_variants(arg, known=("tiny",))
+    variants = parse_variants(arg, known=("tiny", *ROADMAP, *ABLATIONS))
     config = get_ldae_base_config()
     config.data.name = "digits"
     config.data.image_shape = (16, 16, 1)
@@ -55,4 +114,5 @@ def get_config(arg: str | None = None):
         shrink_vit_for_tests(config)
         config.corruption.pca_num_patches = 2048
         config.train.sample_every_steps = 0
+    apply_roadmap(config, variants)
     return config

@@ -36,13 +36,19 @@ def get_problem_config() -> ml_collections.ConfigDict:
     config.operator.blur_sigma = 1.0  # Gaussian blur standard deviation in pixels (blur)
 
     config.method = ml_collections.ConfigDict()
-    config.method.name = "mmps"  # mmps | dps | pigdm | tmpd | diffpir: reads method.<name>
+    # mmps | dps | dps_published | pigdm | tmpd | diffpir: reads method.<name>
+    config.method.name = "mmps"
     config.method.mmps = ml_collections.ConfigDict()
     config.method.mmps.cg_maxiter = 1  # conjugate-gradient iterations (vjps per step)
     config.method.mmps.cg_rtol = 0.0  # early stop at this relative CG residual (0: never)
     config.method.mmps.cg_max_residual_growth = 10.0  # CG guard cap (docs/methods.md E.6)
+    config.method.mmps.safeguard = "residual_cap"  # | trust_region | none (a control)
+    config.method.mmps.trust_radius = 3.0  # trust_region: cut at r sigma sqrt(d / (1 + s^2))
+    config.method.mmps.symmetrise = False  # (J + J^T) / 2 for J^T: k jvps + k vjps
     config.method.dps = ml_collections.ConfigDict()
     config.method.dps.zeta = 1.0  # step size (on the residual norm, per example)
+    config.method.dps_published = ml_collections.ConfigDict()  # Chung et al. Alg. 1 (ancestral)
+    config.method.dps_published.zeta = 1.0  # step zeta / ||y - A x0_hat|| on ||.||^2, in x
     config.method.pigdm = ml_collections.ConfigDict()
     config.method.pigdm.data_var = 1.0  # prior variance in r^2 = s^2 v / (s^2 + v)
     config.method.tmpd = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""l-DAE's patch-wise PCA tokenizer, its latent-noise corruption and its weighted loss.
+"""l-DAE's patch-wise tokenizers: the PCA basis (and the pixel tokenizer's identity basis).
 
 Chen et al. 2024 ("Deconstructing Denoising Diffusion Models for Self-Supervised Learning",
 l-DAE), Sec. 4 and Eq. 4; docs/methods.md C.3, C.4, C.6. Per example; lift with ``jax.vmap``.
@@ -18,10 +18,10 @@ The paper does not state its PCA preprocessing (docs/methods.md C.3), so it is a
   ``[-1, 1]`` has per-direction variances far from 1, so ``sigma_max = sqrt(2)`` means a very
   different corruption in the two cases.
 
-The loss always uses the orthonormal (unwhitened) full basis, as the paper's Eq. 4 does.
+The pixel tokenizer (the paper's Fig. 5, docs/methods.md C.5) is ``identity_basis``: the
+latent of a patch is the patch itself (``d = D``), so noise is added in pixel space. The
+latent noise, the corruption and the losses are in ``corruptions/pca_noise.py``.
 """
-
-import math
 
 import einops
 import flax.struct
@@ -29,8 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from diffssl_jax.corruptions.masking import count_patches
-
-SIGMA_MAX = math.sqrt(2.0)  # l-DAE's noise level at the last step (Chen et al. 2024, Sec. 4.3)
 
 
 def _matmul(a, b):
@@ -110,7 +108,8 @@ def fit_pca_basis(patches, *, center=True, whiten=False, chunk_size=4096):
     return PCABasis(components, eigenvalues[::-1], mean, center=center, whiten=whiten)
 
 
-def _check_latent_dim(basis, latent_dim):
+def check_latent_dim(basis, latent_dim):
+    """Raises ValueError unless ``latent_dim`` is an int in ``[1, D]``."""
     if not isinstance(latent_dim, int) or not 1 <= latent_dim <= basis.dim:
         raise ValueError(
             f"latent_dim must be an int in [1, D={basis.dim}] (l-DAE uses 32 for 16x16x3 "
@@ -121,6 +120,46 @@ def _check_latent_dim(basis, latent_dim):
 def _whitening_scale(basis, latent_dim):
     tiny = jnp.finfo(basis.eigenvalues.dtype).tiny
     return jnp.sqrt(jnp.maximum(basis.eigenvalues[:latent_dim], tiny))
+
+
+def identity_basis(dim, dtype=jnp.float32):
+    """The pixel tokenizer as a basis: ``V_full = I_D``, ``mu = 0``, unit eigenvalues.
+
+    With it ``encode(p, D) = p`` and ``decode(z) = z``, so latent noise is pixel noise
+    (Chen et al. 2024, Fig. 5: "pixel-based tokenizer"; docs/methods.md C.5).
+
+    Args:
+      dim: the patch dimension ``D = P P C``.
+      dtype: of the arrays.
+    """
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}.")
+    eye = jnp.eye(dim, dtype=dtype)
+    return PCABasis(eye, jnp.ones((dim,), dtype), jnp.zeros((dim,), dtype), center=False)
+
+
+def coordinates(basis, vectors, latent_dim):
+    """The linear part of ``encode``: ``V_d v`` (divided by ``sqrt(lambda_{1..d})`` if whitening).
+
+    ``encode(p) = coordinates(p - mu)``; applied to a difference of patches or to a predicted
+    noise map it gives latent coordinates without the mean.
+
+    Args:
+      basis: a ``PCABasis``.
+      vectors: ``[..., D]``.
+      latent_dim: ``d``.
+
+    Returns:
+      ``[..., d]``.
+    """
+    check_latent_dim(basis, latent_dim)
+    if vectors.shape[-1] != basis.dim:
+        raise ValueError(
+            f"patches must end in D={basis.dim} (the basis's patch dimension), got shape "
+            f"{vectors.shape}; use the patch_size the basis was fitted with."
+        )
+    z = _matmul(vectors, basis.components[:latent_dim].T)
+    return z / _whitening_scale(basis, latent_dim) if basis.whiten else z
 
 
 def encode(basis, patches, latent_dim):
@@ -137,14 +176,12 @@ def encode(basis, patches, latent_dim):
     Returns:
       latents ``[..., d]``.
     """
-    _check_latent_dim(basis, latent_dim)
     if patches.shape[-1] != basis.dim:
         raise ValueError(
             f"patches must end in D={basis.dim} (the basis's patch dimension), got shape "
             f"{patches.shape}; use the patch_size the basis was fitted with."
         )
-    z = _matmul(patches - basis.mean, basis.components[:latent_dim].T)
-    return z / _whitening_scale(basis, latent_dim) if basis.whiten else z
+    return coordinates(basis, patches - basis.mean, latent_dim)
 
 
 def decode(basis, latents):
@@ -162,7 +199,7 @@ def decode(basis, latents):
       ``p`` onto ``mu + span(V_d)``.
     """
     latent_dim = latents.shape[-1]
-    _check_latent_dim(basis, latent_dim)
+    check_latent_dim(basis, latent_dim)
     if basis.whiten:
         latents = latents * _whitening_scale(basis, latent_dim)
     return _matmul(latents, basis.components[:latent_dim]) + basis.mean
@@ -211,89 +248,3 @@ def merge_patches(patches, patch_size, image_shape):
         p=patch_size,
         q=patch_size,
     )
-
-
-def pca_sigma(t, *, sigma_max=SIGMA_MAX):
-    """l-DAE's noise level, linear in time.
-
-    Maths: ``sigma_t = sigma_max * t``; the paper's ``sqrt(2) s / 999`` for steps
-    ``s in {0..999}`` is ``t = s / 999`` (Chen et al. 2024, Sec. 4.3).
-
-    Args:
-      t: time in ``[0, 1]``, any shape.
-      sigma_max: the noise level at ``t = 1``.
-
-    Returns:
-      ``sigma_t``, shape of ``t``.
-    """
-    return sigma_max * jnp.asarray(t)
-
-
-def pca_latent_corrupt(basis, x0, t, eps, *, patch_size, latent_dim, sigma_max=SIGMA_MAX):
-    """Adds noise in the PCA latent space and maps back to pixels.
-
-    Maths: ``z = V_d (p(x0) - mu)``, ``z_t = z + sigma_t eps``, ``x_t = merge(V_d^T z_t + mu)``
-    (gamma_t = 1; Chen et al. 2024, Sec. 4.3 and 4.4, "image input via inverse PCA").
-
-    Args:
-      basis: a ``PCABasis`` fitted on ``patch_size`` patches of the same channels.
-      x0: clean image ``[H, W, C]``.
-      t: scalar time in ``[0, 1]``.
-      eps: standard normal noise ``[L, latent_dim]``.
-      patch_size: ``P``.
-      latent_dim: ``d``.
-      sigma_max: ``sigma`` at ``t = 1``.
-
-    Returns:
-      ``x_t [H, W, C]``; at ``t = 0`` the projection of ``x0`` onto the PCA subspace.
-    """
-    if jnp.ndim(x0) != 3 or jnp.ndim(t) != 0:
-        raise ValueError(
-            f"pca_latent_corrupt works on one image [H, W, C] and a scalar t, got shapes "
-            f"{jnp.shape(x0)} and {jnp.shape(t)}; batch it with jax.vmap."
-        )
-    patches = extract_patches(x0, patch_size)
-    if eps.shape != (patches.shape[0], latent_dim):
-        raise ValueError(
-            f"eps must have shape [L, d] = {(patches.shape[0], latent_dim)}, got {eps.shape}."
-        )
-    z_t = encode(basis, patches, latent_dim) + pca_sigma(t, sigma_max=sigma_max) * eps
-    return merge_patches(decode(basis, z_t), patch_size, x0.shape)
-
-
-def pca_weighted_loss(basis, x0, x_pred, *, sigma, patch_size, latent_dim, residual_weight=0.1):
-    """l-DAE's loss: a weighted squared error in full-PCA coordinates.
-
-    Maths: ``lambda_t sum_{i=1}^{D} w_i r_i^2`` with ``r = V_full (p(x0) - p(x_pred))``,
-    ``w_i = 1`` for ``i <= d`` else ``residual_weight``, ``lambda_t = 1 / (1 + sigma_t^2)``
-    (Chen et al. 2024, Eq. 4): a SUM over the D coefficients and a MEAN over the L patches.
-    ``r`` uses the orthonormal basis even when the basis whitens.
-
-    Args:
-      basis: a ``PCABasis``.
-      x0: clean image ``[H, W, C]``.
-      x_pred: the network's prediction of ``x0``, ``[H, W, C]``.
-      sigma: scalar noise level ``sigma_t`` of the input (``pca_sigma(t)``).
-      patch_size: ``P``.
-      latent_dim: ``d``.
-      residual_weight: ``w`` of the components ``d < i <= D`` (paper: 0.1).
-
-    Returns:
-      Scalar loss.
-    """
-    if jnp.shape(x0) != jnp.shape(x_pred) or jnp.ndim(x0) != 3 or jnp.ndim(sigma) != 0:
-        raise ValueError(
-            f"pca_weighted_loss needs x0 and x_pred of the same shape [H, W, C] and a scalar "
-            f"sigma, got {jnp.shape(x0)}, {jnp.shape(x_pred)} and {jnp.shape(sigma)}; batch "
-            "it with jax.vmap."
-        )
-    _check_latent_dim(basis, latent_dim)
-    diff = extract_patches(x0, patch_size) - extract_patches(x_pred, patch_size)
-    if diff.shape[-1] != basis.dim:
-        raise ValueError(
-            f"Patch dimension {diff.shape[-1]} does not match the basis's {basis.dim}."
-        )
-    r = _matmul(diff, basis.components.T)
-    weights = jnp.where(jnp.arange(basis.dim) < latent_dim, 1.0, residual_weight)
-    per_patch = jnp.sum(weights * r**2, axis=-1)
-    return jnp.mean(per_patch) / (1.0 + sigma**2)

@@ -1,6 +1,8 @@
 """Data: random-access sources and the one grain pipeline that batches them."""
 
 from diffssl_jax.data.arrays import ArraySource
+from diffssl_jax.data.canvases import CanvasSource
+from diffssl_jax.data.patches import PatchSource
 from diffssl_jax.data.pipeline import make_dataset, make_iterator, validate_batch
 from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.sources import (
@@ -12,7 +14,9 @@ from diffssl_jax.data.sources import (
 
 __all__ = [
     "ArraySource",
+    "CanvasSource",
     "DigitsSource",
+    "PatchSource",
     "TfdsSource",
     "make_dataset",
     "make_iterator",

@@ -1,8 +1,9 @@
 """Random-access sources: `__len__` and `__getitem__(i) -> {'image': [H, W, C] float32 in
 [-1, 1], 'label': [] int32, ...}` (no batch axis), read by `grain.MapDataset.source(source)`.
 Sources do numpy work only, so grain threads and workers never touch an accelerator.
-`ArraySource` lives in `arrays.py`, `PhantomSource` in `phantoms.py`, `TfdsSource` in
-`tfds_source.py` and the bilinear resize in `resize.py`; this module picks one by name.
+`ArraySource` lives in `arrays.py`, `CanvasSource` in `canvases.py`, `PhantomSource` in
+`phantoms.py`, `PatchSource` in `patches.py`, `TfdsSource` in `tfds_source.py` and the
+bilinear resize in `resize.py`; this module picks one by name.
 """
 
 import functools
@@ -10,6 +11,8 @@ import functools
 import numpy as np
 
 from diffssl_jax.data.arrays import ArraySource
+from diffssl_jax.data.canvases import CanvasSource
+from diffssl_jax.data.patches import PatchSource
 from diffssl_jax.data.phantoms import PhantomSource
 from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.tfds_source import TfdsSource
@@ -112,32 +115,38 @@ def make_source(
     crop: tuple[int, int, int, int] | None = None,
     attribute_keys: tuple[str, ...] | None = None,
 ):
-    """The source for a config's `data` group: 'digits' and 'phantoms' are bundled, any other
-    name is tfds.
+    """The source for a config's `data` group: 'digits', 'canvases', 'phantoms' and 'patches'
+    are bundled, any other name is tfds.
 
     Args:
-      name: 'digits', 'phantoms' (random ellipse phantoms) or a tfds dataset name.
+      name: 'digits', 'canvases' (several digits per canvas, `canvases.CanvasSource`),
+        'phantoms' (random ellipse phantoms), 'patches' (natural-image patches,
+        `patches.PatchSource`) or a tfds dataset name.
       split: split name ('train', 'test', 'all' for digits; 'train', 'test' for phantoms;
-        any tfds split otherwise).
-      data_dir: tfds data_dir (ignored for digits and phantoms); None means tfds' default.
+        'train', 'validation', 'test' for canvases and patches; any tfds split otherwise).
+      data_dir: tfds data_dir (ignored for the bundled sources); None means tfds' default.
       label_key: the tfds feature holding the class; "" or None for unlabelled data
         (MoNuSeg).
       image_size: square output size; None keeps the dataset's own (16 for digits, 32 for
-        phantoms).
+        canvases and phantoms, 16 for patches: there the side of the cut patches).
       crop: tfds only: `(top, left, height, width)` window cut before resizing
         (`celeba.CROP` for CelebA).
       attribute_keys: tfds only: boolean features of `example['attributes']` to return as
         `attributes [K]` (`celeba.ATTRIBUTES`: CelebA's 40).
 
     Returns:
-      A `DigitsSource`, `PhantomSource` or `TfdsSource`.
+      A `DigitsSource`, `CanvasSource`, `PhantomSource`, `PatchSource` or `TfdsSource`.
     """
-    if name in ("digits", "phantoms") and (crop or attribute_keys):
+    if name in ("digits", "canvases", "phantoms", "patches") and (crop or attribute_keys):
         raise ValueError(f"crop and attribute_keys apply to tfds datasets, not to {name!r}.")
     if name == "digits":
         return DigitsSource(split, image_size=16 if image_size is None else image_size)
+    if name == "canvases":
+        return CanvasSource(split, DigitsSource, 32 if image_size is None else image_size)
     if name == "phantoms":
         return PhantomSource(split, size=32 if image_size is None else image_size)
+    if name == "patches":
+        return PatchSource(split, patch_size=16 if image_size is None else image_size)
     return TfdsSource(
         name,
         split,

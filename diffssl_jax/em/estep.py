@@ -28,6 +28,10 @@ from diffssl_jax.training import preemption
 def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
     """Drops non-finite samples and, if `bound`, samples with any |entry| > bound (E.4).
 
+    `bound=None` (`em.sample_bound = 0`) drops only the non-finite ones. The reference's toy
+    drops the samples outside (-3, 3) (`em.sample_bound = 3`). Nothing is clipped here: the
+    M-step's clip into the network's [-1, 1] is `laps.m_step`'s.
+
     Returns:
       `(kept [K, ...], {"num_nonfinite": ..., "num_out_of_range": ..., "num_kept": K})`.
     """

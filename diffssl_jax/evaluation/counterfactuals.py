@@ -18,16 +18,22 @@ summarises, over pairs p, how much of the change from image 1 to image 2 a weigh
 the least-squares slope of the achieved change on the full change (1: the attribute moved
 all the way to image 2's value; 0: it did not move; it is scale-free). Baselining at the
 weight-0 generation g_p(0), not x1_p, removes the reconstruction error from the numerator.
+
+Reconstruction check (`reconstruction_psnr`): the PSNR of DiTi's guided DDIM round trip
+(inversion and generation guided by the image's own z) against the frozen prior's alone
+(G = 0). A shift branch trained long enough must beat the prior (docs/diti.md).
 """
 
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from diffssl_jax import plotting, recipe_inputs, storage
 from diffssl_jax.data import DigitsSource
-from diffssl_jax.evaluation import attributes, digit_tasks, figures, linear_probe
+from diffssl_jax.evaluation import attributes, digit_tasks, figures, image_metrics, linear_probe
+from diffssl_jax.methods import diti, diti_counterfactuals
 from diffssl_jax.training.checkpoint import load_params
 
 # Height is left out: the ink spans all 16 rows in 445 of the 450 test digits (nothing to move).
@@ -153,6 +159,51 @@ def generate_counterfactuals(workdir: str, config, x1, x2, dims=None) -> tuple[d
         params, x1, x2, dims, alphas=ev.counterfactual_alphas, num_steps=ev.counterfactual_steps
     )
     return generated, dims
+
+
+def reconstruction_psnrs(model, params, images, num_steps: int) -> dict[str, np.ndarray]:
+    """`{"guided": [N], "prior": [N]}` PSNR (dB, data range 2) of `images [N, H, W, C]`
+    after a DDIM round trip with `num_steps` steps (`diti_counterfactuals.make_reconstruction_fn`,
+    x0 estimate clipped as in the strips): "guided" with eps_θ - sqrt(1 - ab_n) G(x, z m(n), n)
+    and z = E(x) (`diti.sample_eps`), "prior" with eps_θ alone (G = 0).
+
+    Args:
+        model: a `diti.DiTiModel`; params: its `{"encoder", "shift"}` parameters.
+        images: in [-1, 1]; num_steps: DDIM steps of each direction.
+    """
+    steps = diti_counterfactuals.step_grid(model.num_steps, num_steps)
+
+    def encode(p, x):
+        return model.encoder.apply({"params": p["encoder"]}, x)
+
+    def prior_eps(p, x, n, z):
+        return diti.prior_outputs(model, x, jnp.full((x.shape[0],), n, jnp.int32))[0]
+
+    images = jnp.asarray(images)
+    out = {}
+    for name, eps_fn in (
+        ("guided", functools.partial(diti.sample_eps, model)),
+        ("prior", prior_eps),
+    ):
+        run = diti_counterfactuals.make_reconstruction_fn(encode, eps_fn, model.alpha_bar, steps)
+        out[name] = np.asarray(image_metrics.psnr(run(params, images), images))
+    return out
+
+
+def reconstruction_psnr(workdir: str, config, images, num_steps: int | None = None) -> dict:
+    """`reconstruction_psnrs` of a trained DiTi workdir's EMA parameters (and its saved
+    prior), with `num_steps` (default `config.eval.counterfactual_steps`) DDIM steps.
+
+    Raises:
+        ValueError: the workdir is not a DiTi run.
+    """
+    if config.method != "diti":
+        raise ValueError(f"reconstruction_psnr needs a DiTi workdir, got method {config.method!r}")
+    model = diti.make_model(config, recipe_inputs.load(workdir, config)["prior"])
+    params = jax.device_put(load_params(workdir, which="ema"))
+    return reconstruction_psnrs(
+        model, params, images, num_steps or config.eval.counterfactual_steps
+    )
 
 
 def _save_and_describe(config, generated, x1, x2, pairs, out_path, figure_pairs, dims) -> dict:

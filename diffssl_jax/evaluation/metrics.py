@@ -1,5 +1,6 @@
 """Distribution metrics of EM (Rozet et al. 2024, E.4; docs/methods.md F): Sinkhorn divergence,
-sliced Wasserstein, Fréchet distance; and PSNR/SSIM (re-exported from `image_metrics`).
+the reference's entropic-OT form, sliced Wasserstein, Fréchet distance; and PSNR/SSIM
+(re-exported from `image_metrics`).
 
 * Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019, Eq. 3) with the
   squared Euclidean cost and uniform weights, through ott-jax:
@@ -9,9 +10,18 @@ sliced Wasserstein, Fréchet distance; and PSNR/SSIM (re-exported from `image_me
   E.4's metric uses the reference's regularisation `eps = 1e-3` (absolute, on the cost
   `|x - y|^2` in the toy's units), at most 1024 Sinkhorn iterations and a stopping threshold
   of 1e-3, and subtracts the same quantity between two halves of the true latents, so that
-  0 means "as close as an independent sample of the truth" (`em_toy_divergence`). The
-  reference computes the biased `OT_eps(truth, samples) - OT_eps(truth, truth')` with POT;
-  here both terms are debiased, which is the library's choice.
+  0 means "as close as an independent sample of the truth" (`em_toy_divergence`); here both
+  terms are debiased, which is the library's choice.
+* The reference's own form of that metric (its `experiments/manifold/utils.py`), through
+  ott-jax with the same `eps`, iteration cap and threshold (`reference_toy_metric`):
+
+      W_eps(u1, v) - W_eps(u1, u2),    W_eps(u, v) = <P_eps, C>,  C_ij = |u_i - v_j|^2,
+
+  where `P_eps` is the entropic optimal plan between the uniform clouds and `W_eps` its
+  transport cost without the entropy term (what POT's `sinkhorn2` returns), `u1`, `u2` two
+  independent sets of true latents and `v` the samples scored. It is biased (`W_eps(u, u) >
+  0`), so it can be negative: `v = u2` gives 0 exactly, `v` closer to `u1` than `u2` is gives
+  a negative value. The reference clips it below at 1e-6 for its log plots; this does not.
 * Sliced Wasserstein-2 (Rabin et al. 2011): the mean over random unit directions of the
   squared 1-D W2 between the projections (quantile matching).
 * Fréchet distance (Heusel et al. 2017, Eq. 6) between Gaussians fitted to features:
@@ -23,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ott.geometry import pointcloud
+from ott.solvers import linear
 from ott.tools import sinkhorn_divergence as ott_divergence
 
 from diffssl_jax.evaluation.image_metrics import psnr, ssim
@@ -78,6 +89,41 @@ def em_toy_divergence(truth_a, truth_b, samples, **kwargs) -> float:
     )
 
 
+def entropic_transport_cost(
+    x,
+    y,
+    *,
+    epsilon: float = REFERENCE_EPSILON,
+    max_iterations: int = REFERENCE_MAX_ITERATIONS,
+    threshold: float = REFERENCE_THRESHOLD,
+) -> float:
+    """`W_eps(x, y) = <P_eps, C>` of uniform clouds `x [N, D]`, `y [M, D]` (module doc).
+
+    `P_eps` is ott-jax's Sinkhorn plan for the cost `C_ij = |x_i - y_j|^2` and regularisation
+    `epsilon` (absolute); the value is its transport cost at `C` (`primal_cost`), without the
+    entropy term. With one point each, `W_eps(x, y) = |x_1 - y_1|^2` exactly.
+    """
+    x, y = _check_clouds(x, y)
+    geometry = pointcloud.PointCloud(x, y, epsilon=epsilon)
+    out = linear.solve(geometry, max_iterations=max_iterations, threshold=threshold)
+    return float(out.primal_cost)
+
+
+def reference_toy_metric(u1, u2, v, **kwargs) -> float:
+    """The reference's E.4 metric `W_eps(u1, v) - W_eps(u1, u2)` (module doc; not clipped).
+
+    Args:
+      u1: `[N, D]` true latents.
+      u2: `[N, D]` other true latents, independent of `u1`.
+      v: `[M, D]` the samples scored.
+      **kwargs: `entropic_transport_cost`'s options.
+
+    Returns:
+      A float; 0 exactly for `v = u2`, negative when `v` is closer to `u1` than `u2` is.
+    """
+    return entropic_transport_cost(u1, v, **kwargs) - entropic_transport_cost(u1, u2, **kwargs)
+
+
 def sliced_wasserstein(x, y, *, rng, num_projections: int = 128, num_quantiles: int = 256):
     """Sliced W2^2: mean over random directions of the 1-D W2^2 between projections.
 
@@ -120,8 +166,10 @@ def frechet_distance(features_a, features_b) -> float:
 
 __all__ = [
     "em_toy_divergence",
+    "entropic_transport_cost",
     "frechet_distance",
     "psnr",
+    "reference_toy_metric",
     "sinkhorn_divergence",
     "sliced_wasserstein",
     "ssim",

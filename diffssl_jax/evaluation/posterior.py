@@ -17,7 +17,7 @@ from diffssl_jax import plotting, posterior, storage
 from diffssl_jax.data import phantoms
 from diffssl_jax.data.sources import make_source
 from diffssl_jax.evaluation import image_metrics
-from diffssl_jax.evaluation.priors import load_denoiser
+from diffssl_jax.evaluation.priors import load_prior
 from diffssl_jax.posterior import sampling as posterior_sampling
 from diffssl_jax.sampling import samplers
 
@@ -133,9 +133,11 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
 def load_images(dataset, split, num_images, start, image_size):
     """``[num_images, S, S, C]`` float32 held-out images in ``[-1, 1]``.
 
-    ``dataset``: ``digits`` or ``phantoms`` (``make_source``, images ``start`` onwards of
-    ``split``), or ``shepp_logan`` (scikit-image's phantom resized to ``image_size``; one
-    image, repeated ``num_images`` times so that each copy gets its own mask and noise).
+    ``dataset``: ``digits``, ``phantoms`` or ``patches`` (``make_source``, images ``start``
+    onwards of ``split``; the patches have the splits ``train``, ``validation`` and ``test``,
+    by photograph, ``image_size`` their side), or ``shepp_logan`` (scikit-image's phantom
+    resized to ``image_size``; one image, repeated ``num_images`` times so that each copy gets
+    its own mask and noise).
     """
     if dataset == "shepp_logan":
         return np.repeat(phantoms.shepp_logan(image_size)[None], num_images, axis=0)
@@ -186,26 +188,32 @@ def posterior_figure(images, observed, samples, title, psnr=None):
     )
 
 
-def write_posterior(workdir, problem_config):
-    """Posterior samples for ``problem_config`` under the prior of ``workdir``; writes files.
+def write_posterior(workdir, problem_config, prior="trained"):
+    """Posterior samples for ``problem_config`` under a prior; writes files in ``workdir``.
 
-    Writes ``eval/posterior_<name>.npz`` (``images``, ``observed``, ``samples``, ``mean``),
-    ``eval/posterior_<name>.json`` (PSNR/SSIM of the posterior mean, of single samples and of
-    the observation view, against the ground truth; the method with all its options; the
-    sigma grid) and ``figures/posterior_<name>.png``.
+    ``prior`` (``priors.load_prior``): ``"trained"``, the EMA prior of the training workdir
+    ``workdir``; ``"gaussian"``, the Gaussian fitted to the train split of the problem's
+    dataset (``priors.gaussian_prior``; ``workdir`` is then only where files go, and their
+    stem gets the suffix ``_gaussian``, so both priors' files can share one workdir).
+
+    Writes ``eval/posterior_<stem>.npz`` (``images``, ``observed``, ``samples``, ``mean``),
+    ``eval/posterior_<stem>.json`` (PSNR/SSIM of the posterior mean, of single samples and of
+    the observation view, against the ground truth; the prior, the method with all its
+    options; the sigma grid) and ``figures/posterior_<stem>.png``.
 
     Returns:
       ``{"samples": npz path, "metrics": json path, "figure": png path, **metrics}``.
     """
     c = problem_config
-    denoiser, prior_config = load_denoiser(workdir)
-    images = held_out_images(c.data, prior_config.data.image_shape)
+    denoiser, image_shape, prior_record = load_prior(prior, workdir, c.data.dataset)
+    images = held_out_images(c.data, image_shape)
     problem, samples, metrics = run_problem(denoiser, images, c)
-    metrics = {"name": c.name, **metrics}
+    metrics = {"name": c.name, "prior": prior_record, **metrics}
     metrics.update(num_images=len(images), num_samples=c.num_samples, **c.sampling.to_dict())
+    stem = c.name if prior == "trained" else f"{c.name}_{prior}"
     out = storage.path(workdir) / "eval"
-    npz, path = out / f"posterior_{c.name}.npz", out / f"posterior_{c.name}.json"
-    figure = storage.path(workdir) / "figures" / f"posterior_{c.name}.png"
+    npz, path = out / f"posterior_{stem}.npz", out / f"posterior_{stem}.json"
+    figure = storage.path(workdir) / "figures" / f"posterior_{stem}.png"
     if storage.is_primary():
         observed = posterior.observation_image(problem)
         storage.save_npz(
@@ -213,7 +221,7 @@ def write_posterior(workdir, problem_config):
         )
         storage.write_json(path, metrics)
         title = (
-            f"{c.name}: {c.method.name}, {c.sampling.num_steps} steps "
+            f"{c.name}: {c.method.name}, {prior} prior, {c.sampling.num_steps} steps "
             "(columns: image, PSNR of the posterior mean)"
         )
         psnr = metrics["mean_psnr_per_image"]

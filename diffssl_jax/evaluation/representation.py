@@ -8,6 +8,10 @@ protocol (i) of docs/methods.md A.6 with `seg_num_labelled` labelled train image
 each of `seg_seeds` seeds, `seg_num_models` MLPs and a majority vote, on per-pixel
 features resized to the image size and concatenated; test mIoU over the 11 classes
 (ddpm-segmentation convention, `seg_metrics.miou`) and foreground Dice (mean over images).
+On the canvases of several digits (`data.canvases`, `config.data.name = "canvases"`) only
+(b) runs, on the canvases' own per-pixel labels (the same 11 classes), with
+`seg_num_labelled` labelled train canvases, scored on the `config.eval.split` canvases
+('validation' or 'test').
 """
 
 import ast
@@ -18,13 +22,16 @@ import ml_collections
 import numpy as np
 
 from diffssl_jax import storage
-from diffssl_jax.data import DigitsSource
+from diffssl_jax.data import DigitsSource, source_for
 from diffssl_jax.evaluation import digit_tasks, linear_probe, seg_metrics, segmentation
 from diffssl_jax.evaluation.features import FeatureExtractor, load_features
 from diffssl_jax.training.checkpoint import load_config
 
 # Which evaluations exist for which data; the error for other datasets lists them.
-EVALUATIONS = {"digits": ("linear probe", "digit segmentation")}
+EVALUATIONS = {
+    "digits": ("linear probe", "digit segmentation"),
+    "canvases": ("digit-canvas segmentation",),
+}
 PLANNED = "GlaS and MoNuSeg segmentation and a CIFAR-10 linear probe come later"
 
 
@@ -46,8 +53,18 @@ def _digits(config):
             f"no representation evaluation for dataset {config.data.name!r}: evaluations "
             f"exist for {EVALUATIONS} ({PLANNED})"
         )
+    if config.data.name == "canvases":
+        return source_for(config.data, "train"), source_for(config.data, config.eval.split)
     size = config.data.image_size or 16
     return DigitsSource("train", image_size=size), DigitsSource("test", image_size=size)
+
+
+def segmentation_masks(source) -> np.ndarray:
+    """`[N, H, W]` per-pixel labels in [0, 11): a source's own `segmentation` maps (the
+    canvases), else the single-digit rule `digit_tasks.digit_segmentation_labels`."""
+    if "segmentation" in source.extras:
+        return source.extras["segmentation"]
+    return digit_tasks.digit_segmentation_labels(source.images, source.labels)
 
 
 def probe_digits(extractor: FeatureExtractor, config, train, test, **probe_kwargs) -> dict:
@@ -78,8 +95,7 @@ def segment_digits(
     cfg = config.eval
     dense = extractor.replace(pooled=False, concat=True, resize_to=train.images.shape[1:3])
     feature_fn = lambda images: dense(images)["features"]  # noqa: E731
-    train_masks = digit_tasks.digit_segmentation_labels(train.images, train.labels)
-    test_masks = digit_tasks.digit_segmentation_labels(test.images, test.labels)
+    train_masks, test_masks = segmentation_masks(train), segmentation_masks(test)
     num_classes = digit_tasks.NUM_SEGMENTATION_CLASSES
     if not 1 <= cfg.seg_num_labelled <= len(train):
         raise ValueError(f"seg_num_labelled must be in [1, {len(train)}]: {cfg.seg_num_labelled}")
@@ -169,10 +185,12 @@ def evaluate_representation(
 
     Returns:
         `{"linear_probe": {budget: {"mean", "std", ...}}, "segmentation": {"miou", "dice",
-        ...} or None, "features": settings, "config": config dict, "feature_dims": ...}`.
+        ...} or None, "features": settings, "config": config dict, "feature_dims": ...}`
+        (canvases: `"linear_probe"` is `{}`).
 
     Raises:
-        ValueError: for data other than the digits (it says which evaluations exist).
+        ValueError: for data other than the digits and the canvases (it says which
+            evaluations exist).
     """
     extractor, config, default_path = _extractor_and_config(workdir_or_extractor, config)
     train, test = _digits(config)
@@ -180,9 +198,13 @@ def evaluate_representation(
     results = {
         "features": extractor.settings(),
         "feature_dims": {name: list(shape) for name, shape in shapes.items()},
-        "linear_probe": probe_digits(extractor, config, train, test, num_steps=probe_steps),
+        "linear_probe": {},
         "segmentation": None,
     }
+    if "linear probe" in EVALUATIONS[config.data.name]:
+        results["linear_probe"] = probe_digits(
+            extractor, config, train, test, num_steps=probe_steps
+        )
     if config.eval.segmentation:
         results["segmentation"] = segment_digits(
             extractor,
@@ -235,5 +257,5 @@ def format_results(results: dict) -> str:
         rows += [
             (f"segmentation {k}, {seg['num_labelled']} labelled", seg[k]) for k in ("miou", "dice")
         ]
-    width = max(len(name) for name, _ in rows)
+    width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"{name:<{width}}  {r['mean']:.4f} ± {r['std']:.4f}" for name, r in rows)

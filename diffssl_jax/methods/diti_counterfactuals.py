@@ -9,9 +9,11 @@ noise is eps_θ - sqrt(1 - ab_n) G (`diti.sample_eps`) and the generation clips 
 estimate to [-1, 1] at every step.
 
 One DDIM update from ab to ab' (both directions): x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab),
-x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps. The reference also slerps x_T between the two
-images; here x_T stays image 1's by default (`slerp_xt=False`), so that only the chosen
-subsets differ from image 1's reconstruction.
+x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps. As published (the reference's `lerp_seg` with
+`lerpT=True`), the generation at weight alpha starts from the spherical interpolation of the
+two images' inversions, x_T = slerp(x_T1, x_T2, alpha), with the same alpha as the feature;
+alpha = 0 starts from image 1's own inversion. `slerp_xt=False` keeps x_T1 at every weight,
+so that only the chosen subsets differ from image 1's reconstruction.
 
 Pure computations on arrays and functions (no I/O): `diti.make_recipe` offers them as the
 recipe's `counterfactuals`; `evaluation.counterfactuals` picks the images, draws the strips
@@ -65,13 +67,25 @@ def generate(eps_fn, alpha_bar, xt, z, steps, clip: bool = True):
 
 
 def slerp(a, b, alpha):
-    """Spherical interpolation between noise maps, per example over all other axes."""
+    """Spherical interpolation between noise maps, per example over all other axes.
+
+    Maths: with theta the angle between a and b,
+    slerp = (sin((1 - alpha) theta) a + sin(alpha theta) b) / sin(theta) (Shoemake 1985; the
+    reference's `slerp`): a at alpha = 0, b at alpha = 1, and the norm of a at every alpha when
+    a and b are orthogonal with equal norms (independent Gaussian maps nearly are), where the
+    straight line would shrink it by sqrt((1 - alpha)^2 + alpha^2). Parallel maps
+    (sin(theta) ~ 0, e.g. an image paired with itself) are interpolated linearly.
+    """
     flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     cos = jnp.sum(flat_a * flat_b, 1) / (
         jnp.linalg.norm(flat_a, axis=1) * jnp.linalg.norm(flat_b, axis=1)
     )
     theta = jnp.arccos(jnp.clip(cos, -1.0, 1.0))[:, None]
-    mix = (jnp.sin((1 - alpha) * theta) * flat_a + jnp.sin(alpha * theta) * flat_b) / jnp.sin(theta)
+    sin = jnp.sin(theta)
+    parallel = sin < 1e-6
+    safe = jnp.where(parallel, 1.0, sin)
+    mix = (jnp.sin((1 - alpha) * theta) * flat_a + jnp.sin(alpha * theta) * flat_b) / safe
+    mix = jnp.where(parallel, (1 - alpha) * flat_a + alpha * flat_b, mix)
     return mix.reshape(a.shape)
 
 
@@ -80,7 +94,7 @@ def mix_features(z1, z2, dims_mask, alpha):
     return z1 + alpha * dims_mask * (z2 - z1)
 
 
-def make_counterfactual_fn(encode, eps_fn, alpha_bar, steps, slerp_xt: bool = False):
+def make_counterfactual_fn(encode, eps_fn, alpha_bar, steps, slerp_xt: bool = True):
     """A jitted `(params, x1, x2, dims_mask, alphas) -> [B, A, H, W, C]` counterfactual map.
 
     Images 1 are generated with the dims of z where `dims_mask` (`[D]`) is 1 interpolated
@@ -92,7 +106,8 @@ def make_counterfactual_fn(encode, eps_fn, alpha_bar, steps, slerp_xt: bool = Fa
         eps_fn: `(params, x [B, ...], n scalar int, z [B, D]) -> eps`, the guided noise.
         alpha_bar: `[T]` ab_n of the steps.
         steps: increasing DDIM steps (`step_grid`).
-        slerp_xt: also slerp the inverted noise maps (the reference's strips).
+        slerp_xt: start the generation at weight alpha from slerp(x_T1, x_T2, alpha), as
+            published (default); False: from x_T1 at every weight.
     """
     steps = np.asarray(steps)
 
@@ -108,5 +123,19 @@ def make_counterfactual_fn(encode, eps_fn, alpha_bar, steps, slerp_xt: bool = Fa
             return generate(eps, alpha_bar, xt, z, steps)
 
         return jnp.moveaxis(jax.lax.map(one, alphas), 0, 1)
+
+    return jax.jit(run)
+
+
+def make_reconstruction_fn(encode, eps_fn, alpha_bar, steps):
+    """A jitted `(params, x [B, H, W, C]) -> [B, H, W, C]`: guided DDIM inversion of x to x_T,
+    then generation back from x_T with the same feature z = E(x) (arguments as in
+    `make_counterfactual_fn`; an `eps_fn` that ignores z gives the prior's reconstruction)."""
+    steps = np.asarray(steps)
+
+    def run(params, x):
+        eps = lambda x, n, z: eps_fn(params, x, n, z)  # noqa: E731
+        z = encode(params, x)
+        return generate(eps, alpha_bar, invert(eps, alpha_bar, x, z, steps), z, steps)
 
     return jax.jit(run)

@@ -2,13 +2,17 @@
 
 Each factory ``(denoiser, A, y, noise_var, **step) -> posterior_denoiser`` returns a pytree
 ``posterior_denoiser(x, sigma) -> x0`` on one example, so the same samplers consume them
-(docs/methods.md E.3). Where a method approximates the likelihood score ``grad_x log p(y | x)``
-by ``g``, the denoiser returns the Tweedie form ``D(x) + sigma^2 g`` (VE, ``x = x0 +
-sigma eps``): a sampler that steps along ``(D_post(x) - x) / sigma^2`` then follows the prior
-score plus ``g``. Operators, ``noise_var`` and complex observations follow
-``posterior.operators``; inner solves use ``posterior.cg``. Outputs keep ``x``'s dtype.
+(docs/methods.md E.3); ``dps_published`` returns instead a ``samplers.Guided`` whose step
+``ddpm_ancestral`` applies in its own variable (Chung et al. 2023, Alg. 1). Where a method
+approximates the likelihood score ``grad_x log p(y | x)`` by ``g``, the denoiser returns the
+Tweedie form ``D(x) + sigma^2 g`` (VE, ``x = x0 + sigma eps``): a sampler that steps along
+``(D_post(x) - x) / sigma^2`` then follows the prior score plus ``g``. Operators,
+``noise_var`` and complex observations follow ``posterior.operators``; inner solves use
+``posterior.cg``. Outputs keep ``x``'s dtype.
 """
 
+import math
+import numbers
 from typing import Any
 
 import flax.struct
@@ -18,6 +22,7 @@ import jax.numpy as jnp
 from diffssl_jax.posterior import operators
 from diffssl_jax.posterior.cg import cg, real_dot
 from diffssl_jax.posterior.checks import check_call, check_cg_options, noise_array, validate_inputs
+from diffssl_jax.sampling import samplers
 
 
 def _num_real(y):
@@ -36,9 +41,22 @@ def _observation_solve(A, adjoint, noise, scale, residual, maxiter, rtol, adjoin
     return solution.x, solution.aux
 
 
+def _residual_gradient(denoiser, A, y, x, sigma):
+    """``(D(x), 1 / ||r||, J^T A^T r)``, ``r = y - A D(x)`` (``1 / ||r|| = 0`` when ``r = 0``):
+    ``grad_x ||r||^2 = -2 J^T A^T r``, the norm of THIS example (realified for complex ``y``),
+    ``A^T`` the real-linear adjoint. 1 forward + 1 vjp."""
+    check_call(A, x, y)
+    x0_hat, vjp_fn = jax.vjp(lambda u: denoiser(u, sigma), x)
+    residual = y - A(x0_hat)
+    norm = jnp.sqrt(real_dot(residual, residual))
+    inv_norm = jnp.where(norm > 0, 1 / jnp.where(norm > 0, norm, 1), 0)
+    (jt_at_r,) = vjp_fn(operators.make_adjoint(A, x)(residual))
+    return x0_hat, inv_norm, jt_at_r
+
+
 @flax.struct.dataclass
 class DPSDenoiser:
-    """DPS (Chung et al. 2023, Alg. 1): ``D(x) - zeta sigma^2 grad_x ||y - A D(x)||``.
+    """DPS as a posterior denoiser: ``D(x) - zeta sigma^2 grad_x ||y - A D(x)||``.
 
     The gradient of the (unsquared) residual norm is the reference's step "normalised by the
     residual norm": ``grad ||r|| = grad ||r||^2 / (2 ||r||)``, the official code's
@@ -46,9 +64,12 @@ class DPSDenoiser:
     factor 2 apart). The norm is taken PER EXAMPLE (not over a batch, unlike azula), so
     ``grad ||r|| = -J^T A^T r / ||r||``, ``r = y - A D(x)``, and 0 when ``r = 0``.
     As a likelihood score ``-zeta grad ||r||`` the guidance moves a VE DDPM step from
-    ``sigma_t`` to ``sigma_s`` by ``-(sigma_t^2 - sigma_s^2) zeta grad ||r||``: the DPS
-    update with step ``zeta_DPS = zeta (sigma_t^2 - sigma_s^2)``. ``noise_var`` is
-    validated but unused (DPS's Gaussian likelihood is unweighted). Cost: 1 forward + 1 vjp.
+    ``sigma_t`` to ``sigma_s`` by ``-(sigma_t^2 - sigma_s^2) zeta grad ||r||`` (the step's
+    coefficient on ``D`` is ``1 - sigma_s^2 / sigma_t^2``): the step of ``DPSGuide`` (DPS as
+    published, ``zeta_i grad ||r||^2`` with ``zeta_i = zeta' / ||r||``) with
+    ``zeta' = zeta (sigma_t^2 - sigma_s^2) / 2``, which depends on the grid, so one ``zeta``
+    is a different published step at 10 and at 1000 steps. ``noise_var`` is validated but
+    unused (DPS's Gaussian likelihood is unweighted). Cost: 1 forward + 1 vjp.
     """
 
     denoiser: Any
@@ -58,14 +79,38 @@ class DPSDenoiser:
     zeta: float = flax.struct.field(pytree_node=False, default=1.0)
 
     def __call__(self, x, sigma):
-        check_call(self.A, x, self.y)
         sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
-        x0_hat, vjp_fn = jax.vjp(lambda u: self.denoiser(u, sigma), x)
-        residual = self.y - self.A(x0_hat)
-        norm = jnp.sqrt(real_dot(residual, residual))
-        inv_norm = jnp.where(norm > 0, 1 / jnp.where(norm > 0, norm, 1), 0)
-        (jt_at_r,) = vjp_fn(operators.make_adjoint(self.A, x)(residual))
+        x0_hat, inv_norm, jt_at_r = _residual_gradient(self.denoiser, self.A, self.y, x, sigma)
         return x0_hat + (self.zeta * sigma2 * inv_norm).astype(x.dtype) * jt_at_r
+
+
+@flax.struct.dataclass
+class DPSGuide:
+    """DPS as published (Chung et al. 2023, Alg. 1, line 7): the step ``zeta_i grad ||r||^2``.
+
+    ``guide(x, sigma) -> (D(x), shift)`` for ``samplers.Guided``: ``ddpm_ancestral`` steps
+    to ``x'_s`` with ``x0_hat = D(x)`` and returns ``x_s = x'_s - shift``, with
+    ``shift = zeta_i grad_x ||y - A D(x)||^2 = (zeta / ||r||) 2 J^T A^T (A D(x) - y)``,
+    ``zeta_i = zeta / ||r||`` (the paper's ``zeta'``; the official code's ``scale`` multiplies
+    ``grad ||r||`` and is ``2 zeta``), the norm per example, no step when ``r = 0``. The step
+    is in the sampler's variable, the VE ``x``, and its size does not depend on ``sigma`` or
+    on the grid: ``DPSDenoiser`` with ``zeta_dps`` makes the same move when
+    ``2 zeta = zeta_dps (sigma_t^2 - sigma_s^2)``. Alg. 1 steps in the VP variable
+    ``sqrt(abar) x``, where the same ``zeta`` is a VE step ``zeta sqrt((1 + t^2)(1 + s^2))``
+    (unit-scaled VP); here ``zeta`` is tuned per task and step count anyway. The official code
+    also steps after the last ancestral step (to ``sigma = 0``); so does ``ddpm_ancestral``.
+    ``noise_var`` is validated but unused. Cost: 1 forward + 1 vjp.
+    """
+
+    denoiser: Any
+    A: Any
+    y: jax.Array
+    noise_var: Any
+    zeta: float = flax.struct.field(pytree_node=False, default=1.0)
+
+    def __call__(self, x, sigma):
+        x0_hat, inv_norm, jt_at_r = _residual_gradient(self.denoiser, self.A, self.y, x, sigma)
+        return x0_hat, (-2 * self.zeta * inv_norm).astype(x.dtype) * jt_at_r
 
 
 @flax.struct.dataclass
@@ -214,6 +259,15 @@ def dps(denoiser, A, y, noise_var, *, zeta=1.0, x_like=None):
     """DPS posterior denoiser; see ``DPSDenoiser`` for the exact step convention."""
     validate_inputs(A, y, noise_var, x_like)
     return DPSDenoiser(denoiser, A, y, noise_var, zeta=zeta)
+
+
+def dps_published(denoiser, A, y, noise_var, *, zeta=1.0, x_like=None):
+    """DPS as published, ``samplers.Guided(DPSGuide(...))`` (``ddpm_ancestral`` only); ``zeta``
+    > 0 is the paper's ``zeta'`` (official FFHQ ``scale`` 0.3-0.5: ``zeta`` 0.15-0.25, VP)."""
+    if isinstance(zeta, bool) or not (isinstance(zeta, numbers.Real) and 0 < zeta < math.inf):
+        raise ValueError(f"dps_published needs a finite zeta > 0, got {zeta!r}.")
+    validate_inputs(A, y, noise_var, x_like)
+    return samplers.Guided(DPSGuide(denoiser, A, y, noise_var, zeta=float(zeta)))
 
 
 def pigdm(denoiser, A, y, noise_var, *, data_var=1.0, cg_maxiter=None, cg_rtol=1e-6, x_like=None):

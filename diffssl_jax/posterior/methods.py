@@ -6,6 +6,10 @@ et al. 2023), PiGDM (Song et al. 2023), TMPD (Boys et al. 2023) and DiffPIR (Zhu
 `posterior_method(name, **options)` checks the name and the options at once and returns a
 `PosteriorMethod`, a hashable value `(denoiser, A, y, noise_var) -> posterior denoiser`:
 equal methods compare equal, so `sample_posterior` reuses its compiled program across calls.
+Two DPS: `dps`, a posterior denoiser whose guidance a VE step scales by `sigma_t^2 - sigma_s^2`
+(`DPSDenoiser`), and `dps_published`, Chung et al.'s Alg. 1, a `samplers.Guided` whose step
+`ddpm_ancestral` applies in its own variable, the same size on any grid (`DPSGuide`; other
+samplers refuse it).
 """
 
 import dataclasses
@@ -14,11 +18,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from diffssl_jax.posterior.baselines import diffpir, dps, pigdm, tmpd
+from diffssl_jax.posterior.baselines import diffpir, dps, dps_published, pigdm, tmpd
 from diffssl_jax.posterior.checks import keyword_defaults
 from diffssl_jax.posterior.mmps import mmps
 
-_WRAPPERS = {"mmps": mmps, "dps": dps, "pigdm": pigdm, "tmpd": tmpd, "diffpir": diffpir}
+_WRAPPERS = {
+    "mmps": mmps,
+    "dps": dps,
+    "pigdm": pigdm,
+    "tmpd": tmpd,
+    "diffpir": diffpir,
+    "dps_published": dps_published,
+}
 METHODS = tuple(_WRAPPERS)
 
 
@@ -32,7 +43,8 @@ def method_options(name: str) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class PosteriorMethod:
-    """A posterior method and its options: `(denoiser, A, y, noise_var) -> posterior denoiser`.
+    """A posterior method and its options: `(denoiser, A, y, noise_var) -> posterior denoiser`
+    (a `samplers.Guided` for `dps_published`).
 
     Attributes:
       name: one of `METHODS`.

@@ -19,6 +19,22 @@ a ``while_loop`` above one iteration; elsewhere, or with that switched off, up t
 ``MAX_UNROLLED_ITERATIONS`` the iterations are unrolled, so an early stop (tolerance,
 breakdown guard) freezes the result but saves no vjp; above it a ``while_loop`` stops early.
 
+With an imperfect network ``Sigma_y + sigma^2 A J^T A^T`` need not be SPD; the option
+``safeguard`` chooses what CG returns then (docs/methods.md E.6): ``"residual_cap"``
+(default, ``posterior.cg``'s objective test and residual cap); ``"trust_region"``, in the
+manner of Steihaug (1983) and Toint (1981): truncated CG (``posterior.cg``'s ``steihaug``:
+the iterate before the first direction of non-positive curvature) with the correction
+``sigma^2 J^T A^T v`` cut to the radius of ``trust_radius_of``; or ``"none"``, textbook CG (a
+control: it wrecks samples of an indefinite prior). Truncation alone is not offered: with an
+untrained MLP or an indefinite linear denoiser its samples reached 1e2-1e99 times the
+unguided scale at 5 and 20 iterations (near-zero positive curvature, not only breakdowns,
+makes the steps huge), as E.6 measured for "CG that merely stops at breakdown".
+``symmetrise`` replaces ``J^T`` by ``(J + J^T) / 2`` (one ``jax.linearize`` of the denoiser,
+then a jvp and a transposed jvp per matvec: ``k`` jvps and ``k`` vjps instead of ``k`` vjps).
+Every choice is plain CG, hence exact, where ``J`` is symmetric positive definite (a Gaussian
+prior), except that ``trust_region`` also cuts an exact correction beyond its radius (which
+the tests' Gaussian cases never reach).
+
 Complex operators (MRI) act on real ``x``: ``A^T`` is the real-linear adjoint ``Re(A^H .)``,
 so the system is the one of the realified observation ``(Re y, Im y)`` with ``noise_var`` the
 variance of each part, and the returned mean is real in ``x``'s dtype. Everything runs in the
@@ -32,13 +48,15 @@ import jax
 import jax.numpy as jnp
 
 from diffssl_jax.posterior import cpu_convs, operators
-from diffssl_jax.posterior.cg import cg
+from diffssl_jax.posterior.cg import cg, real_dot
 from diffssl_jax.posterior.checks import (
     check_call,
     check_cg_options,
     noise_array,
     validate_inputs,
 )
+
+SAFEGUARDS = ("residual_cap", "trust_region", "none")
 
 # CG iterations up to this count are unrolled, more run in a ``lax.while_loop``. 16 where the
 # vjp is plain (GPU, TPU, or XLA:CPU with ``cpu_convs`` switched off: there a vjp through a
@@ -57,6 +75,35 @@ def max_unrolled_iterations() -> int:
     return MAX_UNROLLED_ITERATIONS
 
 
+def trust_radius_of(radius, sigma, dim):
+    """The trust region's radius ``radius * sigma * sqrt(dim / (1 + sigma^2))`` of the
+    correction ``||E[x0 | x, y] - D(x)||``.
+
+    Under the model the correction is ``V A^T S^-1 (y - A D(x))`` with ``V = Cov[x0 | x]`` and
+    ``S = Sigma_y + A V A^T`` the covariance of ``y - A D(x)``, so its mean square is
+    ``tr(V A^T S^-1 A V) <= tr(V)``. For data of unit variance per coordinate (docs/methods.md
+    E.1) and a Gaussian prior ``tr(V) <= dim sigma^2 / (1 + sigma^2)`` (PiGDM's ``r_sigma^2``
+    per coordinate, E.3), so by Markov's inequality a correction above ``radius`` times this
+    root has probability at most ``1 / radius^2``; for any prior of unit variance, on average
+    over ``x``, ``tr(V) <= dim min(1, sigma^2)`` (the law of total variance, and the error of
+    the estimator ``x`` itself), at most twice ``dim sigma^2 / (1 + sigma^2)``.
+    """
+    return radius * sigma * jnp.sqrt(dim / (1 + jnp.square(sigma)))
+
+
+def _jacobian_map(denoiser, x, sigma, symmetrise):
+    """``(D(x), u -> J^T u)`` (one ``jax.vjp``) or ``(D(x), u -> (J + J^T) u / 2)`` (one
+    ``jax.linearize``, its jvp and its transpose): one forward pass either way."""
+    if symmetrise:
+        x0_hat, jvp_fn = jax.linearize(lambda u: denoiser(u, sigma), x)
+        vjp_fn = cpu_convs.canonical_conv_kernels(jax.linear_transpose(jvp_fn, x))
+        jvp_fn = cpu_convs.canonical_conv_kernels(jvp_fn)
+        return x0_hat, lambda u: 0.5 * (jvp_fn(u) + vjp_fn(u)[0])
+    x0_hat, vjp_fn = jax.vjp(lambda u: denoiser(u, sigma), x)
+    vjp_fn = cpu_convs.canonical_conv_kernels(vjp_fn)  # fast in CG's loop on XLA:CPU
+    return x0_hat, lambda u: vjp_fn(u)[0]
+
+
 @flax.struct.dataclass
 class MMPSDenoiser:
     """The MMPS posterior denoiser ``(x, sigma) -> E[x0 | x, y]`` (Rozet et al. 2024).
@@ -72,6 +119,46 @@ class MMPSDenoiser:
     cg_maxiter: int = flax.struct.field(pytree_node=False, default=1)
     cg_rtol: float = flax.struct.field(pytree_node=False, default=0.0)
     cg_max_residual_growth: float | None = flax.struct.field(pytree_node=False, default=10.0)
+    safeguard: str = flax.struct.field(pytree_node=False, default="residual_cap")
+    trust_radius: float = flax.struct.field(pytree_node=False, default=3.0)
+    symmetrise: bool = flax.struct.field(pytree_node=False, default=False)
+
+    def solve(self, x, sigma):
+        """``(E[x0 | x, y], CGResult)``: the posterior mean and the CG solve behind it.
+
+        ``CGResult.aux`` is ``J^T A^T v`` (``(J + J^T) A^T v / 2`` when symmetrised) before any
+        trust-region cut; ``CGResult.fallback`` includes the cut.
+        """
+        check_call(self.A, x, self.y)
+        sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
+        noise = noise_array(self.noise_var, self.y)
+        x0_hat, jacobian = _jacobian_map(self.denoiser, x, sigma, self.symmetrise)
+        adjoint = operators.make_adjoint(self.A, x)
+
+        def matvec(v):
+            j_at_v = jacobian(adjoint(v))
+            return noise * v + sigma2 * self.A(j_at_v), j_at_v
+
+        residual = self.y - self.A(x0_hat)
+        cap = self.cg_max_residual_growth if self.safeguard == "residual_cap" else None
+        solution = cg(
+            matvec,
+            residual,
+            maxiter=self.cg_maxiter,
+            rtol=self.cg_rtol,
+            safeguard="steihaug" if self.safeguard == "trust_region" else self.safeguard,
+            max_residual_growth=cap,
+            aux_like=x,
+            unroll=self.cg_maxiter <= max_unrolled_iterations(),
+        )
+        correction = sigma2 * solution.aux
+        if self.safeguard == "trust_region":
+            radius = trust_radius_of(self.trust_radius, jnp.asarray(sigma, x.dtype), x.size)
+            norm = jnp.sqrt(real_dot(correction, correction))
+            cut = norm > radius
+            correction = correction * jnp.where(cut, radius / jnp.where(cut, norm, 1), 1)
+            solution = solution._replace(fallback=solution.fallback | cut)
+        return x0_hat + correction, solution
 
     def __call__(self, x, sigma):
         """``E[x0 | x, y]``.
@@ -83,29 +170,18 @@ class MMPSDenoiser:
         Returns:
           The posterior mean estimate, shape and dtype of ``x``.
         """
-        check_call(self.A, x, self.y)
-        sigma2 = jnp.square(jnp.asarray(sigma, x.dtype))
-        noise = noise_array(self.noise_var, self.y)
-        x0_hat, vjp_fn = jax.vjp(lambda u: self.denoiser(u, sigma), x)
-        vjp_fn = cpu_convs.canonical_conv_kernels(vjp_fn)  # fast in CG's loop on XLA:CPU
-        adjoint = operators.make_adjoint(self.A, x)
+        return self.solve(x, sigma)[0]
 
-        def matvec(v):
-            (jt_at_v,) = vjp_fn(adjoint(v))
-            return noise * v + sigma2 * self.A(jt_at_v), jt_at_v
 
-        residual = self.y - self.A(x0_hat)
-        unroll = self.cg_maxiter <= max_unrolled_iterations()
-        solution = cg(
-            matvec,
-            residual,
-            maxiter=self.cg_maxiter,
-            rtol=self.cg_rtol,
-            max_residual_growth=self.cg_max_residual_growth,
-            aux_like=x,
-            unroll=unroll,
-        )
-        return x0_hat + sigma2 * solution.aux
+def check_safeguard(safeguard, trust_radius, symmetrise):
+    """Raises ValueError unless ``safeguard`` is one of ``SAFEGUARDS``, ``trust_radius > 0``
+    and ``symmetrise`` is a bool."""
+    if safeguard not in SAFEGUARDS:
+        raise ValueError(f"safeguard must be one of {SAFEGUARDS}, got {safeguard!r}.")
+    if isinstance(trust_radius, bool) or not trust_radius > 0:
+        raise ValueError(f"trust_radius must be > 0, got {trust_radius!r}.")
+    if not isinstance(symmetrise, bool):
+        raise ValueError(f"symmetrise must be True or False, got {symmetrise!r}.")
 
 
 def mmps(
@@ -117,6 +193,9 @@ def mmps(
     cg_maxiter=1,
     cg_rtol=0.0,
     cg_max_residual_growth=10.0,
+    safeguard="residual_cap",
+    trust_radius=3.0,
+    symmetrise=False,
     x_like=None,
 ):
     """Wraps a prior denoiser into the MMPS posterior denoiser for ``y = A x0 + n``.
@@ -125,8 +204,9 @@ def mmps(
     ``(Sigma_y + sigma^2 A J A^T) v = y - A D(x)`` solved by ``cg_maxiter`` CG iterations
     (Rozet et al. 2024, MMPS; docs/methods.md E.2). The paper's default is one iteration; for a
     Gaussian prior ``dim(y)`` iterations give the exact posterior mean (float64: <= 2e-13
-    relative in the tests, complex MRI included). With an imperfect network the system need
-    not be SPD: CG stops at breakdown and keeps its last iterate only if it lowers CG's
+    relative in the tests, complex MRI included), with every ``safeguard`` and with
+    ``symmetrise``. With an imperfect network the system need not be SPD; the default
+    safeguard stops CG at breakdown and keeps its last iterate only if it lowers CG's
     objective and its residual is at most ``cg_max_residual_growth`` times ``||b||``, else
     the smallest-residual one (``posterior.cg``); with an untrained or indefinite denoiser
     the samples stay finite and at the unguided scale (docs/methods.md E.6). The default cap 10
@@ -144,7 +224,12 @@ def mmps(
       cg_maxiter: CG iterations, ``>= 1`` (each costs one vjp through the denoiser).
       cg_rtol: relative residual at which CG stops early (0: run ``cg_maxiter``).
       cg_max_residual_growth: ``None`` (no cap) or ``>= 1``, see ``posterior.cg``'s
-        ``max_residual_growth``; 10 by default.
+        ``max_residual_growth``; 10 by default; read by ``safeguard="residual_cap"`` only.
+      safeguard: ``"residual_cap"`` (default), ``"trust_region"`` or ``"none"`` (module
+        docstring; ``none`` is a control and does not keep samples finite).
+      trust_radius: ``> 0``, read by ``trust_region`` only: the correction is cut to
+        ``trust_radius * sigma * sqrt(dim(x) / (1 + sigma^2))`` (``trust_radius_of``).
+      symmetrise: use ``(J + J^T) / 2`` for ``J^T``: ``k`` jvps and ``k`` vjps per call.
       x_like: array or ``jax.ShapeDtypeStruct`` like one ``x``, for the construction-time
         operator checks; defaults to ``A.input_struct(y)`` for this package's operators.
 
@@ -152,9 +237,11 @@ def mmps(
       ``MMPSDenoiser``, a pytree callable as ``posterior_denoiser(x, sigma)``.
 
     Raises:
-      ValueError: from ``operators.check_operator`` (shapes, dtypes, noise, non-linear A).
+      ValueError: from ``operators.check_operator`` (shapes, dtypes, noise, non-linear A) or
+        an invalid CG or safeguard option.
     """
     check_cg_options(cg_maxiter, cg_rtol, cg_max_residual_growth)
+    check_safeguard(safeguard, trust_radius, symmetrise)
     validate_inputs(A, y, noise_var, x_like)
     return MMPSDenoiser(
         denoiser,
@@ -164,4 +251,7 @@ def mmps(
         cg_maxiter=cg_maxiter,
         cg_rtol=cg_rtol,
         cg_max_residual_growth=cg_max_residual_growth,
+        safeguard=safeguard,
+        trust_radius=trust_radius,
+        symmetrise=symmetrise,
     )

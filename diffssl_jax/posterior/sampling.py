@@ -2,11 +2,12 @@
 
 For an ``InverseProblem`` (observations ``(A_i, y_i)``) and a prior denoiser ``D``, each
 observation gets the posterior denoiser ``method(D, A_i, y_i, noise_var_i)`` (``mmps``,
-``dps``, ... by ``posterior_method``) and ``num_per_observation`` samples from
-``sampling.sample`` with it. Operators are pytrees, so the observations' operators are one
-pytree with a leading axis on every leaf (or none, for a shared operator): the whole problem
-is one ``jax.vmap``, jitted with the observation axis sharded over the ``data`` mesh axis when
-several devices are visible (padded to a multiple of the device count, padding dropped).
+``dps``, ... by ``posterior_method``; for ``dps_published`` a ``samplers.Guided``, which only
+``ddpm_ancestral`` takes) and ``num_per_observation`` samples from ``sampling.sample`` with
+it. Operators are pytrees, so the observations' operators are one pytree with a leading axis
+on every leaf (or none, for a shared operator): the whole problem is one ``jax.vmap``,
+jitted with the observation axis sharded over the ``data`` mesh axis when several devices
+are visible (padded to a multiple of the device count, padding dropped).
 The key of observation ``i`` is ``fold_in(rng, i)``, so results do not depend on the number
 of devices or on how the observations are chunked.
 """
@@ -42,14 +43,22 @@ def _rebuild(structure, arrays):
     return treedef.unflatten(leaves)
 
 
+def _canonical(posterior):
+    """The posterior denoiser (or a ``samplers.Guided``'s guide) with canonical conv kernels.
+
+    The sampler's steps are a loop body: on XLA:CPU a vjp's convolutions there need canonical
+    kernels to run fast (``cpu_convs``; a no-op elsewhere and without a vjp).
+    """
+    if isinstance(posterior, samplers.Guided):
+        return samplers.Guided(cpu_convs.canonical_conv_kernels(posterior.guide))
+    return cpu_convs.canonical_conv_kernels(posterior)
+
+
 def _build_sampler(method, structure, shape, sampler, num, per_observation_noise, shared, mesh):
     """The jitted, vmapped sampler of a batch of observations (see `sample_posterior`)."""
 
     def one(arrays, key, sigmas, mean, noise_var, index, A, y):
-        posterior = method(_rebuild(structure, arrays), A, y, noise_var)
-        # The sampler's steps are a loop body: on XLA:CPU a vjp's convolutions there need
-        # canonical kernels to run fast (cpu_convs; a no-op elsewhere and without a vjp).
-        posterior = cpu_convs.canonical_conv_kernels(posterior)
+        posterior = _canonical(method(_rebuild(structure, arrays), A, y, noise_var))
         key = jax.random.fold_in(key, index)
         return samplers.sample(posterior, key, shape, sigmas, sampler, num, mean)
 
@@ -115,7 +124,7 @@ def sample_posterior(
       problem: the observations (``posterior.problems``).
       rng: a JAX key; observation ``i`` uses ``fold_in(rng, i)``.
       sigmas: the sampler's levels (``samplers.sigmas_from_config``), ending with 0.
-      sampler: a sampler or its name.
+      sampler: a sampler or its name (``ddpm_ancestral`` for ``dps_published``).
       num_per_observation: samples per observation, ``>= 1``.
       mean: optional prior mean for the initial noise (as ``sampling.sample``).
       mesh: a mesh with a ``data`` axis; default all visible devices.
@@ -128,7 +137,9 @@ def sample_posterior(
     Raises:
       ValueError: from ``check_problem`` (NaN or inf, mismatched leading axes, an operator
         whose output does not match ``y``, a negative or complex noise variance, a non-linear
-        map) or from the method's option checks, before anything is sampled.
+        map) or from the method's option checks, before anything is sampled; a sampler that
+        cannot apply a ``samplers.Guided`` step raises when the program is traced, also
+        before anything is sampled.
     """
     if checked:
         method = posterior_method(method) if isinstance(method, str) else method

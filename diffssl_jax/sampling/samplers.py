@@ -5,8 +5,13 @@ Every sampler has the signature ``sampler(denoiser, rng, x_T, sigmas) -> x0`` wh
 ``N(mean, sigmas[0]^2 I)`` and ``sigmas`` is a strictly decreasing 1-D array of VE noise
 levels ending in 0. The step from the smallest ``sigma > 0`` to 0 returns the denoiser's
 ``x0_hat`` there (no noise is added at the end). Batch with ``jax.vmap`` over
-``(rng, x_T)``, or use ``sample``.
+``(rng, x_T)``, or use ``sample``. ``ddpm_ancestral`` also takes a ``Guided`` denoiser, whose
+guidance step it applies in its own variable after each step (DPS as published); the other
+samplers refuse one.
 """
+
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -116,9 +121,51 @@ def check_sigmas(sigmas, dtype=None):
     return sigmas
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Guided:
+    """A denoiser with a guidance step in the sampler's own variable (Chung et al. 2023, Alg. 1).
+
+    ``guide(x_t, sigma_t) -> (x0_hat, shift)`` gives the denoiser's ``x0_hat`` and, from the
+    same pass, the ``shift`` that the sampler subtracts from its next state:
+    ``x_s = step(x_t, x0_hat) - shift`` (Alg. 1, line 7). The step's size is the guide's own,
+    whatever ``sigma_s``: unlike a posterior denoiser's correction, it is not scaled by the
+    sampler's coefficient on ``x0_hat``. Only ``ddpm_ancestral`` (Alg. 1's sampler) takes one.
+    """
+
+    guide: Callable
+
+
+def _unguided(denoiser, sampler_name):
+    """``denoiser``; a ``Guided`` one raises (only ``ddpm_ancestral`` applies its shift)."""
+    if isinstance(denoiser, Guided):
+        raise ValueError(
+            f"{sampler_name} cannot apply a guided denoiser's step (DPS as published, Chung et "
+            "al. 2023 Alg. 1, is defined on ancestral steps); use sampler='ddpm_ancestral'."
+        )
+    return denoiser
+
+
 def _prepare(x_T, sigmas):
     x_T = jnp.asarray(x_T)
     return x_T, check_sigmas(sigmas, dtype=x_T.dtype)
+
+
+def ddpm_ancestral_step(denoiser, x, sigma_t, sigma_s, key):
+    """One step of ``ddpm_ancestral`` from ``x`` at ``sigma_t`` to ``sigma_s``.
+
+    Maths: ``x_s = x0_hat + (s^2 / t^2)(x - x0_hat) + s sqrt(1 - s^2 / t^2) z - shift``,
+    ``z = normal(key)``; ``x0_hat, shift = denoiser.guide(x, t)`` for a ``Guided`` denoiser,
+    else ``x0_hat = denoiser(x, t)`` and ``shift = 0``. Returns ``x``'s dtype.
+    """
+    if isinstance(denoiser, Guided):
+        x0_hat, shift = denoiser.guide(x, sigma_t)
+    else:
+        x0_hat, shift = denoiser(x, sigma_t), 0.0
+    ratio2 = (sigma_s / sigma_t) ** 2
+    z = jax.random.normal(key, x.shape, x.dtype)
+    x_s = x0_hat + ratio2 * (x - x0_hat) + sigma_s * jnp.sqrt(1.0 - ratio2) * z
+    return (x_s - shift).astype(x.dtype)
 
 
 def ddpm_ancestral(denoiser, rng, x_T, sigmas):
@@ -126,10 +173,11 @@ def ddpm_ancestral(denoiser, rng, x_T, sigmas):
 
     Maths: ``x_s = x0_hat + (s^2 / t^2)(x_t - x0_hat) + s sqrt(1 - s^2 / t^2) z``, the mean
     and variance of ``q(x_s | x_t, x0 = x0_hat)`` for ``x_sigma = x0 + sigma eps`` (with ``t``,
-    ``s`` the current and next noise levels).
+    ``s`` the current and next noise levels); minus a ``Guided`` denoiser's shift after every
+    step, the last included (``ddpm_ancestral_step``).
 
     Args:
-      denoiser: ``denoiser(x, sigma) -> x0_hat`` on one example.
+      denoiser: ``denoiser(x, sigma) -> x0_hat`` on one example, or a ``Guided`` one.
       rng: a JAX key (used for the per-step noise).
       x_T: ``[...]`` initial draw at ``sigmas[0]``.
       sigmas: ``[N + 1]`` strictly decreasing levels ending with 0.
@@ -141,12 +189,7 @@ def ddpm_ancestral(denoiser, rng, x_T, sigmas):
     keys = jax.random.split(rng, sigmas.shape[0] - 1)
 
     def step(x, inputs):
-        sigma_t, sigma_s, key = inputs
-        x0_hat = denoiser(x, sigma_t)
-        ratio2 = (sigma_s / sigma_t) ** 2
-        z = jax.random.normal(key, x.shape, x.dtype)
-        x = x0_hat + ratio2 * (x - x0_hat) + sigma_s * jnp.sqrt(1.0 - ratio2) * z
-        return x.astype(x_T.dtype), None
+        return ddpm_ancestral_step(denoiser, x, *inputs), None
 
     x, _ = lax.scan(step, x_T, (sigmas[:-1], sigmas[1:], keys))
     return x
@@ -168,6 +211,7 @@ def ddim(denoiser, rng, x_T, sigmas):
       ``x0`` ``[...]``, a deterministic function of ``x_T``.
     """
     del rng
+    denoiser = _unguided(denoiser, "ddim")
     x_T, sigmas = _prepare(x_T, sigmas)
 
     def step(x, inputs):
@@ -197,6 +241,7 @@ def edm_heun(denoiser, rng, x_T, sigmas):
       ``x0`` ``[...]``, a deterministic function of ``x_T``.
     """
     del rng
+    denoiser = _unguided(denoiser, "edm_heun")
     x_T, sigmas = _prepare(x_T, sigmas)
 
     def step(x, inputs):
@@ -226,6 +271,7 @@ def euler_maruyama(denoiser, rng, x_T, sigmas):
     Returns:
       ``x0`` ``[...]``.
     """
+    denoiser = _unguided(denoiser, "euler_maruyama")
     x_T, sigmas = _prepare(x_T, sigmas)
     keys = jax.random.split(rng, sigmas.shape[0] - 1)
 
@@ -272,7 +318,8 @@ def sample(denoiser, rng, shape, sigmas, sampler, num, mean=None):
     """Draws ``num`` samples: ``x_T = mean + sigmas[0] z``, then the sampler, vmapped.
 
     Args:
-      denoiser: ``denoiser(x, sigma) -> x0_hat`` on one example of ``shape``.
+      denoiser: ``denoiser(x, sigma) -> x0_hat`` on one example of ``shape`` (or a ``Guided``
+        one, for ``ddpm_ancestral``).
       rng: a JAX key.
       shape: the shape of one example, e.g. ``(H, W, C)`` or ``(D,)``.
       sigmas: ``[N + 1]`` strictly decreasing levels ending with 0 (from ``sigma_grid``).

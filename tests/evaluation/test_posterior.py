@@ -40,6 +40,9 @@ def test_each_method_reads_its_own_group_over_its_defaults():
         "cg_maxiter": 1,
         "cg_rtol": 0.0,
         "cg_max_residual_growth": 10.0,
+        "safeguard": "residual_cap",
+        "trust_radius": 3.0,
+        "symmetrise": False,
     }
     config.method.name = "pigdm"
     config.method.pigdm.data_var = 100.0

@@ -33,7 +33,8 @@ def test_an_existing_file_is_kept_and_an_unknown_name_lists_the_shipped_ones(tmp
     own = tmp_path / "mine.py"
     own.write_text("def get_config(arg=None):\n    return {}\n")
     assert cli.resolve_config(f"{own}:x,y") == f"{own}:x,y"
-    with pytest.raises(ValueError, match=r"'ddpm/digitz' is neither .* ddpm/digits, ddpm/phantoms"):
+    shipped = r"'ddpm/digitz' is neither .* ddpm/digits, ddpm/patches, ddpm/phantoms"
+    with pytest.raises(ValueError, match=shipped):
         cli.resolve_config("ddpm/digitz:tiny")
 
 

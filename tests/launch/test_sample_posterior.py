@@ -61,6 +61,9 @@ def test_posterior_samples_mean_figure_and_metrics(workdir):
         "cg_maxiter": 2,
         "cg_rtol": 0.0,
         "cg_max_residual_growth": 10.0,
+        "safeguard": "residual_cap",
+        "trust_radius": 3.0,
+        "symmetrise": False,
     }
     assert metrics["sigmas"]["num_steps"] == 4  # the runner's test checks the whole record
     assert os.path.exists(workdir / "figures" / "posterior_digits_inpaint.png")
@@ -108,7 +111,8 @@ def test_mri_and_superres_run_with_every_method(workdir):
     denoiser, _ = load_denoiser(str(workdir))
     images = posterior_eval.load_images("digits", "test", 1, 0, 16)
     configs = {"mri": phantoms_mri.get_config("tiny"), "sr": digits_superres.get_config("tiny")}
-    for method, kind in zip(posterior.METHODS, ("mri", "sr", "sr", "mri", "mri"), strict=True):
+    kinds = ("mri", "sr", "sr", "mri", "mri", "sr")
+    for method, kind in zip(posterior.METHODS, kinds, strict=True):
         config = configs[kind]
         config.method.name = method
         config.num_samples, config.sampling.num_steps = 1, 2

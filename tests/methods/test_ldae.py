@@ -7,7 +7,7 @@ import pytest
 
 from diffssl_jax import methods, recipe_inputs
 from diffssl_jax.configs.ldae.digits import get_config
-from diffssl_jax.corruptions import pca_latent
+from diffssl_jax.corruptions import pca_latent, pca_noise
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.methods import ldae
 from diffssl_jax.models.vit import ViT
@@ -77,15 +77,22 @@ def test_loss_is_finite_and_its_gradient_is_not_zero(tiny):
 
 def test_loss_of_the_zero_initialised_network_matches_the_objective(tiny, basis):
     # At initialisation the ViT outputs 0, so the loss is the mean over examples of
-    # pca_weighted_loss(x0, 0, sigma_t) at the recipe's times; it is at most the t = 0 value.
+    # pca_weighted_loss(x0, 0, gamma_t = 1, sigma_t) at the recipe's times; it is at most the
+    # t = 0 value.
     config, recipe, params, images = tiny
     loss, _ = jax.jit(recipe.loss)(params, {"image": images}, jax.random.key(3))
     zero = jnp.zeros_like(images[0])
     c = config.corruption
 
     def objective(x0, sigma):
-        return pca_latent.pca_weighted_loss(
-            basis, x0, zero, sigma=sigma, patch_size=c.patch_size, latent_dim=c.latent_dim
+        return pca_noise.pca_weighted_loss(
+            basis,
+            x0,
+            zero,
+            gamma=jnp.float32(1.0),
+            sigma=sigma,
+            patch_size=c.patch_size,
+            latent_dim=c.latent_dim,
         )
 
     at_zero = jnp.mean(jax.vmap(objective)(images, jnp.zeros(4)))

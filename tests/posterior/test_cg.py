@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffssl_jax.posterior.cg import cg
+from diffssl_jax.posterior.cg import SAFEGUARDS, cg
 
 
 @pytest.fixture(autouse=True)
@@ -251,10 +251,15 @@ def test_invalid_options():
         cg(lambda p: (p, ()), jnp.ones(2), maxiter=1, rtol=-1.0)
     with pytest.raises(ValueError, match="max_residual_growth"):
         cg(lambda p: (p, ()), jnp.ones(2), maxiter=1, max_residual_growth=0.5)
+    with pytest.raises(ValueError, match="safeguard must be one of"):
+        cg(lambda p: (p, ()), jnp.ones(2), maxiter=1, safeguard="cap")
+    with pytest.raises(ValueError, match="option of residual_cap, not steihaug"):
+        cg(lambda p: (p, ()), jnp.ones(2), maxiter=1, safeguard="steihaug", max_residual_growth=2)
 
 
+@pytest.mark.parametrize("safeguard", SAFEGUARDS)
 @pytest.mark.parametrize("maxiter, rtol", [(1, 0.0), (4, 0.0), (12, 1e-6), (6, 0.0)])
-def test_unrolled_loop_equals_the_while_loop(maxiter, rtol):
+def test_unrolled_loop_equals_the_while_loop(maxiter, rtol, safeguard):
     """``unroll=True`` (used by MMPS) freezes finished iterations: same result as the loop,
     on an SPD system, with an early stop, and through the breakdown guard."""
     rng = np.random.default_rng(7)
@@ -264,7 +269,9 @@ def test_unrolled_loop_equals_the_while_loop(maxiter, rtol):
     indefinite = jnp.asarray((q * np.array([3.0, 2, 1, 0.5, -0.5, -1, -2, -3])) @ q.T)
     b, b_mat = jnp.asarray(rng.normal(size=n)), jnp.asarray(rng.normal(size=(3, n)))
     for m in (spd, indefinite):
-        loop = cg(_matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol)
-        unrolled = cg(_matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol, unroll=True)
+        loop = cg(_matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol, safeguard=safeguard)
+        unrolled = cg(
+            _matvec(m, b_mat), b, maxiter=maxiter, rtol=rtol, safeguard=safeguard, unroll=True
+        )
         for a, u in zip(loop, unrolled, strict=True):
             np.testing.assert_allclose(u, a, rtol=1e-12, atol=1e-14)

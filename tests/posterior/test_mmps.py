@@ -9,10 +9,12 @@ import pytest
 
 from diffssl_jax.posterior import operators as ops
 from diffssl_jax.posterior.checks import check_call
-from diffssl_jax.posterior.mmps import MMPSDenoiser, mmps
+from diffssl_jax.posterior.mmps import SAFEGUARDS, MMPSDenoiser, mmps
 
 SIGMAS = [0.05, 0.5, 3.0]
 NOISE_VAR = 0.05**2
+# Every safeguard, with J^T and with the symmetrised Jacobian (J + J^T) / 2.
+OPTIONS = [{"safeguard": s, "symmetrise": sym} for s in SAFEGUARDS for sym in (False, True)]
 
 
 @pytest.fixture(autouse=True)
@@ -43,22 +45,29 @@ def _setup(kind, seed=0):
 _call = jax.jit(lambda d, x, sigma: d(x, sigma))
 
 
+_solve = jax.jit(lambda d, x, sigma: d.solve(x, sigma))
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=str)
 @pytest.mark.parametrize("kind", ["dense", "mask", "mri"])
-def test_exact_gaussian_posterior_at_full_cg(kind):
-    """With enough CG iterations MMPS is the exact E[x0 | x_sigma, y] of a Gaussian prior."""
+def test_exact_gaussian_posterior_at_full_cg(kind, options):
+    """With enough CG iterations MMPS is the exact E[x0 | x_sigma, y] of a Gaussian prior,
+    whatever the safeguard (none fires: J is symmetric positive definite) and with the
+    symmetrised Jacobian (equal to J here)."""
     rng, A, x_shape, mean, cov, x0, y, denoiser = _setup(kind)
     a_mat = oracle.operator_matrix(A, x_shape)
-    post = mmps(denoiser, A, y, NOISE_VAR, cg_maxiter=y.size)  # dim(y) iterations
-    post_one = mmps(denoiser, A, y, NOISE_VAR, cg_maxiter=1)
+    post = mmps(denoiser, A, y, NOISE_VAR, cg_maxiter=y.size, **options)  # dim(y) iterations
+    post_one = mmps(denoiser, A, y, NOISE_VAR, cg_maxiter=1, **options)
     for sigma in SIGMAS:
         x = x0 + sigma * jnp.asarray(rng.normal(size=x_shape))
         exact = oracle.exact_posterior_mean(mean, cov, a_mat, y, NOISE_VAR, x, sigma)
         check = oracle.exact_posterior_mean_precision(mean, cov, a_mat, y, NOISE_VAR, x, sigma)
         np.testing.assert_allclose(check, exact, rtol=1e-9, atol=1e-10)  # the oracle itself
-        out = _call(post, x, sigma)
+        out, solution = _solve(post, x, sigma)
         assert out.shape == x_shape and out.dtype == jnp.float64
         err = np.linalg.norm(np.asarray(out).reshape(-1) - exact) / np.linalg.norm(exact)
-        assert err <= 1e-10, (sigma, err)  # measured <= 2e-13
+        assert err <= 1e-12, (sigma, err)  # measured <= 2e-13
+        assert not bool(solution.fallback) and not bool(_solve(post_one, x, sigma)[1].fallback)
         # One CG iteration is already better than no guidance at all.
         unguided = np.asarray(denoiser(x, sigma)).reshape(-1)
         one = np.asarray(_call(post_one, x, sigma)).reshape(-1)
@@ -211,13 +220,19 @@ def _ve_ddpm(denoiser, rng, dim, sigmas):
     return jax.lax.scan(step, x, jnp.arange(len(sigmas) - 1))[0]
 
 
-@pytest.mark.parametrize("cap", [None, 10.0, 1.0])
+GUARDED = [{"cg_max_residual_growth": None}, {"cg_max_residual_growth": 1.0}] + [
+    o for o in OPTIONS if o["safeguard"] != "none"
+]
+
+
+@pytest.mark.parametrize("options", GUARDED, ids=str)
 @pytest.mark.parametrize("name", ["mlp", "indefinite"])
-def test_posterior_samples_stay_finite_and_at_the_unguided_scale(name, cap):
+def test_posterior_samples_stay_finite_and_at_the_unguided_scale(name, options):
     """docs/methods.md E.6: with an untrained or indefinite prior, samples at any maxiter stay
-    finite and at the scale of unguided samples, with or without a residual cap. (Returning
-    CG's last iterate whenever it did not break down, without the objective test, gave
-    2e2 to 3e99 times that scale here at maxiter 5 and 20.)"""
+    finite and at the scale of unguided samples, with every safeguard (residual cap 10, 1 or
+    none), with and without the symmetrised Jacobian. (Returning CG's last iterate whenever
+    it did not break down, without the objective test, gave 2e2 to 3e99 times that scale
+    here at maxiter 5 and 20.)"""
     dim, num = 16, 8
     denoiser = _bad_denoisers(dim)[name]
     rng = np.random.default_rng(5)
@@ -230,9 +245,7 @@ def test_posterior_samples_stay_finite_and_at_the_unguided_scale(name, cap):
     for maxiter in (1, 5, 20):
 
         def sample(y, r, maxiter=maxiter):
-            post = MMPSDenoiser(
-                denoiser, A, y, NOISE_VAR, cg_maxiter=maxiter, cg_max_residual_growth=cap
-            )
+            post = MMPSDenoiser(denoiser, A, y, NOISE_VAR, cg_maxiter=maxiter, **options)
             return _ve_ddpm(post, r, dim, sigmas)
 
         samples = jax.jit(jax.vmap(sample))(ys, rngs)
