@@ -127,7 +127,8 @@ def _problem(num):
 def _global_x64():
     """x64 for every thread: the recorder's callbacks run where ``jax.enable_x64()`` (a
     context of the test's thread) does not hold, and would receive float32 copies."""
-    previous = jax.config.jax_enable_x64
+    # The global value, not the effective one: the autouse `_x64` context is active here.
+    previous = jax.config._value_holders["jax_enable_x64"].get_global()
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
