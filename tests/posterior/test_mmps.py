@@ -220,6 +220,25 @@ def _ve_ddpm(denoiser, rng, dim, sigmas):
     return jax.lax.scan(step, x, jnp.arange(len(sigmas) - 1))[0]
 
 
+BAD_PRIOR_DIM = 16
+
+
+def _bad_prior_problem(name):
+    """The finite-sample setup: a bad prior (`_bad_denoisers`), 8 observations through one
+    random 6x16 matrix, a 32-step VE grid from 10 to 1e-3, the samplers' keys, and the scale
+    of unguided samples plus observations that a guarded sampler must stay within."""
+    dim, num = BAD_PRIOR_DIM, 8
+    denoiser = _bad_denoisers(dim)[name]
+    rng = np.random.default_rng(5)
+    A = ops.DenseMatrix(jnp.asarray(rng.normal(size=(6, dim)) / 3))
+    ys = jnp.asarray(rng.normal(size=(num, 6)))
+    sigmas = jnp.exp(jnp.linspace(jnp.log(10.0), jnp.log(1e-3), 33))
+    rngs = jax.random.split(jax.random.key(0), num)
+    unguided = jax.jit(jax.vmap(lambda r: _ve_ddpm(denoiser, r, dim, sigmas)))(rngs)
+    scale = float(jnp.max(jnp.linalg.norm(unguided, axis=1)) + jnp.max(jnp.linalg.norm(ys, axis=1)))
+    return denoiser, A, ys, sigmas, rngs, scale
+
+
 GUARDED = [{"cg_max_residual_growth": None}, {"cg_max_residual_growth": 1.0}] + [
     o for o in OPTIONS if o["safeguard"] != "none"
 ]
@@ -233,15 +252,8 @@ def test_posterior_samples_stay_finite_and_at_the_unguided_scale(name, options):
     none), with and without the symmetrised Jacobian. (Returning CG's last iterate whenever
     it did not break down, without the objective test, gave 2e2 to 3e99 times that scale
     here at maxiter 5 and 20.)"""
-    dim, num = 16, 8
-    denoiser = _bad_denoisers(dim)[name]
-    rng = np.random.default_rng(5)
-    A = ops.DenseMatrix(jnp.asarray(rng.normal(size=(6, dim)) / 3))
-    ys = jnp.asarray(rng.normal(size=(num, 6)))
-    sigmas = jnp.exp(jnp.linspace(jnp.log(10.0), jnp.log(1e-3), 33))
-    rngs = jax.random.split(jax.random.key(0), num)
-    unguided = jax.jit(jax.vmap(lambda r: _ve_ddpm(denoiser, r, dim, sigmas)))(rngs)
-    scale = float(jnp.max(jnp.linalg.norm(unguided, axis=1)) + jnp.max(jnp.linalg.norm(ys, axis=1)))
+    denoiser, A, ys, sigmas, rngs, scale = _bad_prior_problem(name)
+    dim = BAD_PRIOR_DIM
     for maxiter in (1, 5, 20):
 
         def sample(y, r, maxiter=maxiter):

@@ -11,7 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_mmps import NOISE_VAR, SIGMAS, _bad_denoisers, _setup, _ve_ddpm
+from test_mmps import (
+    BAD_PRIOR_DIM,
+    NOISE_VAR,
+    SIGMAS,
+    _bad_denoisers,
+    _bad_prior_problem,
+    _setup,
+    _ve_ddpm,
+)
 
 from diffssl_jax.posterior import operators as ops
 from diffssl_jax.posterior.mmps import SAFEGUARDS, MMPSDenoiser, mmps, trust_radius_of
@@ -151,15 +159,8 @@ def test_without_a_safeguard_cg_wrecks_samples_of_an_indefinite_prior():
     """The control of the finite-sample test (test_mmps.py): textbook CG (``"none"``) with the
     indefinite linear denoiser at 20 iterations gives samples that are not finite or far
     beyond the unguided scale, which is what every safeguard prevents."""
-    dim, num = 16, 8
-    denoiser = _bad_denoisers(dim)["indefinite"]
-    rng = np.random.default_rng(5)
-    A = ops.DenseMatrix(jnp.asarray(rng.normal(size=(6, dim)) / 3))
-    ys = jnp.asarray(rng.normal(size=(num, 6)))
-    sigmas = jnp.exp(jnp.linspace(jnp.log(10.0), jnp.log(1e-3), 33))
-    rngs = jax.random.split(jax.random.key(0), num)
-    unguided = jax.jit(jax.vmap(lambda r: _ve_ddpm(denoiser, r, dim, sigmas)))(rngs)
-    scale = float(jnp.max(jnp.linalg.norm(unguided, axis=1)) + jnp.max(jnp.linalg.norm(ys, axis=1)))
+    denoiser, A, ys, sigmas, rngs, scale = _bad_prior_problem("indefinite")
+    dim = BAD_PRIOR_DIM
 
     def sample(y, r):
         post = MMPSDenoiser(denoiser, A, y, NOISE_VAR, cg_maxiter=20, safeguard="none")
