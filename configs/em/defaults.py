@@ -38,9 +38,15 @@ def get_em_base_config() -> ml_collections.ConfigDict:
     config.posterior.cg_maxiter = 1  # CG iterations of MMPS (the paper's default)
     # CG keeps a step whose residual grew at most this much (posterior.cg; 1: docs/methods.md E.6)
     config.posterior.cg_max_residual_growth = 10.0
+    # what CG returns on a non-SPD system: residual_cap | trust_region | none (posterior.mmps).
+    # The cap (not the library's default trust region): the runs of docs/em.md were drawn with
+    # it, and at 1 CG iteration the two agree on validation images (docs/posterior_study.md).
+    config.posterior.safeguard = "residual_cap"
+    config.posterior.trust_radius = 3.0  # the correction's bound (trust_region)
+    config.posterior.symmetrise = False  # (J + J^T) / 2 in CG's matvec (one jvp + one vjp)
 
     config.em = ml_collections.ConfigDict()
-    config.em.task = "toy"  # toy | digits | mri (what launch/em.py builds)
+    config.em.task = "toy"  # toy | digits | mri | patches (what launch/em.py builds)
     config.em.num_laps = 8  # EM laps after the Gaussian lap 0
     config.em.num_observations = 8192  # observations (and posterior samples per lap)
     config.em.data_seed = 0  # seed of the clean data and of the observations

@@ -18,6 +18,9 @@ def get_problem_config() -> ml_collections.ConfigDict:
     config.seed = 0  # masks, observation noise and sampler noise
     config.noise_std = 0.01  # observation noise std (per real/imaginary part for MRI)
     config.num_samples = 4  # posterior samples per observation
+    # MMPS only: replay the sampling with every CG solve recorded and write, per sigma, how
+    # often the safeguard fired, CG's curvature and the correction sizes (same samples)
+    config.record_solves = False
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "digits"  # digits | phantoms | shepp_logan (held-out images)
@@ -33,7 +36,7 @@ def get_problem_config() -> ml_collections.ConfigDict:
     config.operator.acceleration = 4.0  # MRI undersampling factor (mri)
     config.operator.center_fraction = 0.08  # fully sampled central columns (mri)
     config.operator.kernel_size = 5  # Gaussian blur kernel width in pixels (blur)
-    config.operator.blur_sigma = 1.0  # Gaussian blur standard deviation in pixels (blur)
+    config.operator.blur_sigma = 1.0  # Gaussian blur std in pixels (blur; superres if > 0)
 
     config.method = ml_collections.ConfigDict()
     # mmps | dps | dps_published | pigdm | tmpd | diffpir: reads method.<name>
@@ -41,8 +44,8 @@ def get_problem_config() -> ml_collections.ConfigDict:
     config.method.mmps = ml_collections.ConfigDict()
     config.method.mmps.cg_maxiter = 1  # conjugate-gradient iterations (vjps per step)
     config.method.mmps.cg_rtol = 0.0  # early stop at this relative CG residual (0: never)
-    config.method.mmps.cg_max_residual_growth = 10.0  # CG guard cap (docs/methods.md E.6)
-    config.method.mmps.safeguard = "residual_cap"  # | trust_region | none (a control)
+    config.method.mmps.cg_max_residual_growth = 10.0  # residual_cap's cap (docs/methods.md E.6)
+    config.method.mmps.safeguard = "trust_region"  # | residual_cap | none (a control)
     config.method.mmps.trust_radius = 3.0  # trust_region: cut at r sigma sqrt(d / (1 + s^2))
     config.method.mmps.symmetrise = False  # (J + J^T) / 2 for J^T: k jvps + k vjps
     config.method.dps = ml_collections.ConfigDict()

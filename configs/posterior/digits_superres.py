@@ -17,6 +17,7 @@ def get_config(arg: str | None = None):
     config.data.dataset = "digits"
     config.operator.kind = "superres"
     config.operator.factor = 2
+    config.operator.blur_sigma = 0.0  # plain average pooling
     if "x4" in variants:
         config.name = "digits_superres_x4"
         config.operator.factor = 4

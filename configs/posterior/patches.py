@@ -11,8 +11,9 @@ patches (`--prior=gaussian`).
 Held-out patches of the validation photographs by default (settings are chosen there); `test`
 switches to the test photographs (the reported numbers). Variants, one task each:
 `box` (a missing 8x8 centre box, the default), `pixels` (50% of the pixels removed at random),
-`superres` (2x super-resolution by 2x2 average pooling, 16x16 -> 8x8); and `test`, `tiny`
-(tests). Any key can be overridden, e.g. `--problem.method.name=dps`.
+`superres` (2x super-resolution with blur: a 5x5 Gaussian blur of std 1 pixel, then 2x2
+average pooling, 16x16 -> 8x8); and `test`, `tiny` (tests). Any key can be overridden, e.g.
+`--problem.method.name=dps`.
 """
 
 from diffssl_jax.configs.base import parse_variants
@@ -33,6 +34,7 @@ def get_config(arg: str | None = None):
     config.operator.box = (4, 4, 8, 8)
     config.operator.rate = 0.5
     config.operator.factor = 2
+    config.operator.blur_sigma = 1.0  # super-resolution with blur (operators.BlurDownsample)
     config.name = f"patches_{tasks[0]}" + ("_test" if "test" in variants else "")
     if "tiny" in variants:
         shrink_for_tests(config)

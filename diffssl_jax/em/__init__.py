@@ -3,10 +3,10 @@
 Modules: `laps` (the lap loop: resumable laps, M-step = `training.train(..., source=)`),
 `estep` (the chunked, resumable MMPS E-step), `options` (every check before the workdir is
 written, the units among them), `gaussian` (the closed-form Gaussian EM of lap 0),
-`experiments` (the `Experiment` interface, `make_experiment`, `run_experiment`), `toy` and
-`images` (the experiments of docs/methods.md F), `report` (the clean-data ceiling and the
-curve). The prior is the recipe `methods.edm`; its units adapter is
-`sampling.denoisers.ScaledDenoiser`.
+`experiments` (the `Experiment` interface, `make_experiment`, `run_experiment`), `toy`,
+`images` and `patches` (the experiments of docs/methods.md F, and masked natural patches),
+`report` (the clean-data ceiling and the curve). The prior is the recipe `methods.edm`; its
+units adapter is `sampling.denoisers.ScaledDenoiser`.
 """
 
 from diffssl_jax.em.estep import e_step, filter_samples, prior_samples

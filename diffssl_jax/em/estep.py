@@ -48,13 +48,12 @@ def filter_samples(samples, bound: float | None) -> tuple[np.ndarray, dict]:
     return samples[in_range], counts
 
 
+MMPS_KEYS = ("cg_maxiter", "cg_max_residual_growth", "safeguard", "trust_radius", "symmetrise")
+
+
 def mmps_method(posterior_config):
-    """MMPS with the options of a `posterior` group (`cg_maxiter`, `cg_max_residual_growth`)."""
-    return posterior_method(
-        "mmps",
-        cg_maxiter=posterior_config.cg_maxiter,
-        cg_max_residual_growth=posterior_config.cg_max_residual_growth,
-    )
+    """MMPS with the options of a `posterior` group (`MMPS_KEYS`; `posterior.mmps`)."""
+    return posterior_method("mmps", **{key: posterior_config[key] for key in MMPS_KEYS})
 
 
 def e_step(
@@ -80,7 +79,7 @@ def e_step(
       problem: the observations.
       rng: the E-step's key.
       sampling: the `sampling` group (`grid`, `num_steps`, `sigma_*` in EM units, `sampler`).
-      posterior: the `posterior` group (MMPS's `cg_maxiter`, `cg_max_residual_growth`).
+      posterior: the `posterior` group (MMPS's options, `MMPS_KEYS`).
       chunk_size: observations per chunk (`em.chunk_size`).
       directory: where the chunks are saved.
       mesh: devices (default: all).

@@ -4,9 +4,10 @@ An experiment (`Experiment`) names its parts: the clean data behind the observat
 they are observed (an `InverseProblem`), the per-lap metric and figure, the floor (the
 zero-filled observations, for images), how the clean-data prior is scored (the ceiling), and
 the curve's key, label and title. `EXPERIMENTS` maps `em.task` to one: `toy.ToyExperiment`
-(the manifold of E.4), `images.DigitsExperiment` (masked digits) and `images.MRIExperiment`
-(undersampled MRI); `make_experiment(config)` is the only place that reads `em.task`. A new
-experiment is one class with these parts and one entry here.
+(the manifold of E.4), `images.DigitsExperiment` (masked digits), `images.MRIExperiment`
+(undersampled MRI) and `patches.PatchesExperiment` (masked natural patches);
+`make_experiment(config)` is the only place that reads `em.task`. A new experiment is one
+class with these parts and one entry here.
 
 `run_experiment(config, workdir)` observes the clean data, runs the laps (`laps.run`, with
 the recipe of `config.method`, `methods.edm` in every shipped config), then measures the
@@ -21,11 +22,17 @@ import numpy as np
 from diffssl_jax import methods, storage
 from diffssl_jax.em import laps, options, report
 from diffssl_jax.em.images import DigitsExperiment, MRIExperiment
+from diffssl_jax.em.patches import PatchesExperiment
 from diffssl_jax.em.toy import ToyExperiment
 from diffssl_jax.posterior.problems import InverseProblem
 from diffssl_jax.training import validation, workdir_lock
 
-EXPERIMENTS = {"toy": ToyExperiment, "digits": DigitsExperiment, "mri": MRIExperiment}
+EXPERIMENTS = {
+    "toy": ToyExperiment,
+    "digits": DigitsExperiment,
+    "mri": MRIExperiment,
+    "patches": PatchesExperiment,
+}
 
 
 class Experiment(Protocol):

@@ -1,4 +1,5 @@
-"""EM's image experiments (docs/methods.md F): masked digits and undersampled MRI phantoms.
+"""EM's image experiments (docs/methods.md F): masked digits and undersampled MRI phantoms
+(masked natural patches: `em.patches`, on the same base class).
 
 Clean data: the first `em.num_observations` training images (digits 16x16, or phantoms of
 `data.image_shape`), in [-1, 1] (EM units = network units, `em.data_scale = 1`).
@@ -6,17 +7,19 @@ Observations, seed `em.data_seed + 1`: digits lose exactly `round(em.mask_rate H
 pixels (`posterior.observations.pixel_inpainting`); MRI keeps `W / em.acceleration` k-space
 columns with a fully sampled centre (`undersampled_mri`); noise `em.noise_std` per (real)
 part. Per lap: the PSNR of the posterior samples against the clean images
-(`eval/psnr_posterior`) and, for digits, the Fréchet distance of prior samples to the test
-digits in the features of `evaluation.digit_classifier` (`eval/frechet`), plus a grid of
-posterior and prior samples. The floor is the zero-filled observation `A^H y`
-(`posterior.problems.zero_filled`) in the same units (`baseline_zero_filled.json`); the
-ceiling scores one MMPS posterior sample per observation under the clean-data prior.
+(`eval/psnr_posterior`), the experiment's distribution measures of prior samples against
+held-out images (`ImageExperiment.distribution_measure`; digits: the Fréchet distance to the
+test digits in the features of `evaluation.digit_classifier`, `eval/frechet`; MRI: none),
+plus a grid of posterior and prior samples. The floor is the zero-filled observation
+`A^H y` (`posterior.problems.zero_filled`) scored in the same units, PSNR and distribution
+measures (`baseline_zero_filled.json`); the ceiling scores one MMPS posterior sample per
+observation under the clean-data prior.
 """
 
 import abc
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +41,21 @@ def _digit_features(workdir: str):
     return feature_fn, feature_fn(digit_classifier.test_images())
 
 
+def mask_pixels(em, x) -> InverseProblem:
+    """Random-pixel masking of the tasks with `em.mask_rate` (digits, patches): each image loses
+    exactly `round(em.mask_rate H W)` pixels, noise `em.noise_std`, seed `em.data_seed + 1`."""
+    return pixel_inpainting(
+        em.data_seed + 1, jnp.asarray(x), noise_std=em.noise_std, rate=em.mask_rate
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageExperiment(abc.ABC):
-    """What digits and MRI share (module docstring); the `experiments.Experiment` interface.
+    """What the image tasks share (module docstring); the `experiments.Experiment` interface.
 
     Attributes:
       em: the `em` group (num_observations, data_seed, noise_std, the task's operator keys,
-        num_eval_samples, classifier_workdir).
+        num_eval_samples, and what the task's distribution measure reads).
       sampling: the `sampling` group (the prior samples' grid, in EM units).
       image_shape: `data.image_shape` `(H, W, C)`.
     """
@@ -70,8 +81,10 @@ class ImageExperiment(abc.ABC):
     def observe(self, x) -> InverseProblem:
         """The task's observations of the clean images `x` (seed `em.data_seed + 1`)."""
 
-    def features(self):
-        """`(feature_fn, test_features)` of the Fréchet distance, or None (no such metric)."""
+    def distribution_measure(self) -> Callable[[np.ndarray], dict] | None:
+        """`measure(images [N, H, W, C] in [-1, 1]) -> {name: float}`: the task's distances of
+        a set of images to held-out data, with what it reads loaded now (a missing file fails
+        before any lap), or None (the task has none)."""
         return None
 
     def clean_data(self) -> np.ndarray:
@@ -88,7 +101,7 @@ class ImageExperiment(abc.ABC):
         """The per-lap metric and figure `(lap, prior, samples, rng) -> {name: float}`."""
         num = self.em.num_eval_samples
         figures = storage.path(workdir) / "figures"
-        features = self.features()  # loaded now: a missing classifier fails before any lap
+        measure = self.distribution_measure()  # loaded now: a missing file fails before any lap
         shape = tuple(x_clean.shape[1:])
 
         def evaluate(lap, prior, samples, rng):
@@ -97,11 +110,8 @@ class ImageExperiment(abc.ABC):
             out = {}
             if len(samples) == len(x_clean):
                 out["eval/psnr_posterior"] = float(jnp.mean(metrics.psnr(samples, x_clean)))
-            if features is not None:
-                feature_fn, test_features = features
-                out["eval/frechet"] = metrics.frechet_distance(
-                    feature_fn(np.clip(prior_x, -1, 1)), test_features
-                )
+            if measure is not None:
+                out.update(measure(np.clip(prior_x, -1, 1)))
             if storage.is_primary():
                 plotting.save_image_grid(
                     {
@@ -122,17 +132,15 @@ class ImageExperiment(abc.ABC):
 
         The zero-filled reconstruction `A^H y` (the observation with the missing pixels at 0
         for digits, `Re(F^H y)` for MRI) against the clean images: `eval/psnr_posterior` =
-        PSNR(A^H y, x) and, for digits, `eval/frechet` of its features. Also draws
+        PSNR(A^H y, x) and the task's distribution measures of `A^H y` clipped to [-1, 1]
+        (digits: `eval/frechet`). Also draws
         `figures/observations.png` (clean images above their zero-filled observations).
         """
         filled = np.asarray(zero_filled(problem)).reshape(x_clean.shape)
         floor = {"eval/psnr_posterior": float(jnp.mean(metrics.psnr(filled, x_clean)))}
-        features = self.features()
-        if features is not None:
-            feature_fn, test_features = features
-            floor["eval/frechet"] = metrics.frechet_distance(
-                feature_fn(np.clip(filled, -1, 1)), test_features
-            )
+        measure = self.distribution_measure()
+        if measure is not None:
+            floor.update(measure(np.clip(filled, -1, 1)))
         if storage.is_primary():
             storage.write_json(storage.path(workdir) / "baseline_zero_filled.json", floor)
             plotting.save_image_grid(
@@ -168,16 +176,19 @@ class DigitsExperiment(ImageExperiment):
     def training_images(self) -> np.ndarray:
         return DigitsSource("train").images
 
-    def features(self):
-        """The classifier in `em.classifier_workdir` (FileNotFoundError with the command that
-        trains it), loaded once per directory (the per-lap metric and the floor share it)."""
-        return _digit_features(str(storage.path(self.em.classifier_workdir)))
+    def distribution_measure(self):
+        """`eval/frechet`: the Fréchet distance to the test digits in the features of the
+        classifier in `em.classifier_workdir` (FileNotFoundError with the command that trains
+        it), loaded once per directory (the per-lap metric and the floor share it)."""
+        feature_fn, test_features = _digit_features(str(storage.path(self.em.classifier_workdir)))
+
+        def measure(images):
+            return {"eval/frechet": metrics.frechet_distance(feature_fn(images), test_features)}
+
+        return measure
 
     def observe(self, x) -> InverseProblem:
-        c = self.em
-        return pixel_inpainting(
-            c.data_seed + 1, jnp.asarray(x), noise_std=c.noise_std, rate=c.mask_rate
-        )
+        return mask_pixels(self.em, x)
 
 
 @dataclasses.dataclass(frozen=True)

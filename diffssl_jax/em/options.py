@@ -19,6 +19,7 @@ import jax
 
 from diffssl_jax import parallel
 from diffssl_jax.posterior.checks import check_cg_options
+from diffssl_jax.posterior.mmps import check_safeguard
 from diffssl_jax.sampling import samplers
 from diffssl_jax.training import validation
 
@@ -118,7 +119,9 @@ def check_em_config(config, obs_shape: tuple, num_observations: int, recipe) -> 
     parallel.check_batch_size(config.train.batch_size, parallel.make_mesh(config.mesh.num_devices))
     c = config.sampling
     try:
-        check_cg_options(config.posterior.cg_maxiter, 0.0, config.posterior.cg_max_residual_growth)
+        p = config.posterior
+        check_cg_options(p.cg_maxiter, 0.0, p.cg_max_residual_growth)
+        check_safeguard(p.safeguard, p.trust_radius, p.symmetrise)
         samplers.make_sampler(c.sampler)
         samplers.check_sigmas(samplers.sigmas_from_config(c))
     except ValueError as error:  # one line naming the group, through the launchers

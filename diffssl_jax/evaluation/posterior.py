@@ -16,9 +16,10 @@ import numpy as np
 from diffssl_jax import plotting, posterior, storage
 from diffssl_jax.data import phantoms
 from diffssl_jax.data.sources import make_source
-from diffssl_jax.evaluation import image_metrics
+from diffssl_jax.evaluation import calibration, image_metrics
 from diffssl_jax.evaluation.priors import load_prior
 from diffssl_jax.posterior import sampling as posterior_sampling
+from diffssl_jax.posterior.operators import PixelMask
 from diffssl_jax.sampling import samplers
 
 
@@ -35,20 +36,48 @@ def scores(images, reference):
     return {"psnr": np.asarray(psnr), "ssim": np.asarray(ssim)}
 
 
-def summarize(samples, images, observed):
-    """Mean PSNR/SSIM of the posterior mean, of single samples, and of the observation view.
+def unobserved_region(problem) -> np.ndarray | None:
+    """``[N, *shape]`` bool, True where a pixel is not observed (inpainting: ``PixelMask``
+    operators), or None for operators that see every pixel through a mixture."""
+    if not isinstance(problem.operators, PixelMask):
+        return None
+    masks = np.asarray(problem.stacked_operators().mask, bool)
+    missing = np.broadcast_to(~masks, (problem.num_observations, *problem.shape))
+    return missing if missing.reshape(len(missing), -1).any(axis=1).all() else None
+
+
+def region_psnr(images, reference, region, data_range=2.0) -> np.ndarray:
+    """``[N]`` PSNR (dB) over the pixels of ``region`` only (the missing pixels)."""
+    w = np.broadcast_to(region, reference.shape).astype(np.float64)
+    err = np.square(np.asarray(images, np.float64) - reference)
+    mse = (err * w).reshape(len(w), -1).sum(1) / w.reshape(len(w), -1).sum(1)
+    return 10.0 * np.log10(data_range**2 / mse)
+
+
+def summarize(samples, images, observed, region=None):
+    """Scores of posterior samples: PSNR/SSIM of the posterior mean, of single samples and of
+    the observation view, with 95 % intervals over images, and the calibration measures.
 
     Args:
       samples: ``[N, K, H, W, C]`` posterior samples (clipped to ``[-1, 1]`` here).
       images: ``[N, H, W, C]`` ground truth.
       observed: ``[N, H, W, C]`` the observation as an image (``posterior.observation_image``:
         zero-filled for MRI).
+      region: optional ``[N, H, W, C]`` bool, the unobserved pixels (``unobserved_region``):
+        adds the PSNR there (``region_psnr``, the observation's and the samples') and scores
+        the calibration there (the whole image otherwise).
 
     Returns:
-      A JSON-ready dict of floats and per-image lists.
+      A JSON-ready dict: ``<view>_<metric>`` means (views ``mean``, ``sample``, ``observed``);
+      ``sample_<metric>_ci`` half-widths of the Student-t 95 % interval over images of the
+      per-image mean over samples (``calibration.mean_interval``); with ``K >= 2``,
+      ``spread_skill`` and its bootstrap interval ``spread_skill_interval`` (1 for a correct
+      posterior) and ``coverage`` against ``expected_coverage`` (``calibration``); per-image
+      lists ``mean_psnr_per_image`` and ``sample_psnr_per_image``.
     """
     samples = np.clip(np.asarray(samples), -1.0, 1.0)
-    k = samples.shape[1]
+    n, k = samples.shape[:2]
+    images = np.asarray(images)
     mean = scores(samples.mean(axis=1), images)
     single = scores(samples.reshape(-1, *samples.shape[2:]), np.repeat(images, k, axis=0))
     base = scores(observed, images)
@@ -56,7 +85,27 @@ def summarize(samples, images, observed):
     for name, values in (("mean", mean), ("sample", single), ("observed", base)):
         for metric in ("psnr", "ssim"):
             out[f"{name}_{metric}"] = float(np.mean(values[metric]))
+    for metric in ("psnr", "ssim"):
+        per_image = single[metric].reshape(n, k).mean(axis=1)
+        out[f"sample_{metric}_ci"] = calibration.mean_interval(per_image)[1]
+    if region is not None:
+        flat = np.repeat(region, k, axis=0)
+        per_image = region_psnr(
+            samples.reshape(-1, *images.shape[1:]), np.repeat(images, k, 0), flat
+        )
+        out["region_psnr"], out["region_psnr_ci"] = calibration.mean_interval(
+            per_image.reshape(n, k).mean(axis=1)
+        )
+        out["observed_region_psnr"] = float(np.mean(region_psnr(observed, images, region)))
+    if k >= 2:
+        skill, spread = calibration.spread_and_skill(samples, images, region)
+        ratio, low, high = calibration.ratio_interval(skill, spread)
+        out["spread_skill"], out["spread_skill_interval"] = ratio, [low, high]
+        out["coverage"] = float(np.mean(calibration.range_coverage(samples, images, region)))
+        out["expected_coverage"] = calibration.expected_coverage(k)
+        out["calibration_region"] = "unobserved pixels" if region is not None else "image"
     out["mean_psnr_per_image"] = mean["psnr"].tolist()
+    out["sample_psnr_per_image"] = single["psnr"].reshape(n, k).mean(axis=1).tolist()
     out["all_finite"] = bool(np.isfinite(samples).all())
     return out
 
@@ -100,7 +149,10 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
     Returns:
       ``(problem, samples [N, K, H, W, C] clipped to [-1, 1], metrics dict)``;
       ``metrics["seconds"]`` is the wall time of the (jitted) sampling, compilation included;
-      ``metrics["sigmas"]`` the grid it used (``samplers.describe_sigmas``).
+      ``metrics["sigmas"]`` the grid it used (``samplers.describe_sigmas``); with
+      ``problem_config.record_solves`` and MMPS, ``metrics["mmps_solves"]``: per sigma, the
+      share of calls in which the safeguard fired, CG's curvature and the correction sizes
+      (``posterior.summarize_records`` of ``posterior.record_trajectory``, the same samples).
     """
     c = problem_config
     seed = c.seed if seed is None else seed
@@ -112,21 +164,30 @@ def run_problem(denoiser, images, problem_config, *, seed=None):
     sigmas = samplers.sigmas_from_config(c.sampling)
     method, sigmas, _ = posterior_sampling.check_sampling(method, denoiser, problem, sigmas)
     start = time.perf_counter()
-    samples = posterior.sample_posterior(
-        method,
-        denoiser,
-        problem,
-        rng=rng_sample,
-        sigmas=sigmas,
-        sampler=c.sampling.sampler,
-        num_per_observation=c.num_samples,
-        checked=True,
-    )
+    solves = None
+    run = {
+        "rng": rng_sample,
+        "sigmas": sigmas,
+        "sampler": c.sampling.sampler,
+        "num_per_observation": c.num_samples,
+    }
+    if c.get("record_solves") and method.name == "mmps":
+        samples, records = posterior.record_trajectory(method, denoiser, problem, **run)
+        solves = posterior.summarize_records(records)
+    else:
+        samples = posterior.sample_posterior(method, denoiser, problem, checked=True, **run)
     samples = np.asarray(jax.block_until_ready(samples))
-    metrics = summarize(samples, np.asarray(images), posterior.observation_image(problem))
+    metrics = summarize(
+        samples,
+        np.asarray(images),
+        posterior.observation_image(problem),
+        region=unobserved_region(problem),
+    )
     metrics["seconds"] = time.perf_counter() - start
     metrics["method"] = record
     metrics["sigmas"] = samplers.describe_sigmas(c.sampling, unit="data")
+    if solves is not None:
+        metrics["mmps_solves"] = solves
     return problem, np.clip(samples, -1.0, 1.0), metrics
 
 

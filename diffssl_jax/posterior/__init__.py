@@ -44,6 +44,7 @@ from diffssl_jax.posterior.observations import (
 )
 from diffssl_jax.posterior.operators import (
     Blur,
+    BlurDownsample,
     BoxDownsample,
     DenseMatrix,
     Identity,
@@ -67,6 +68,7 @@ from diffssl_jax.posterior.sampling import sample_posterior
 
 __all__ = [
     "Blur",
+    "BlurDownsample",
     "BoxDownsample",
     "CGResult",
     "DPSDenoiser",

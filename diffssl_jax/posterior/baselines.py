@@ -191,7 +191,8 @@ class TMPDDenoiser:
     Real images under a Fourier operator break the row-sum diagonal itself: ``Y[k]`` and
     ``Y[-k]`` are conjugate, so the imaginary rows of ``A A^T`` hold ``+1/2`` and ``-1/2``
     and sum to 0 (88% of them on the 4x MRI masks with ``J = I``); those residuals get the
-    weight ``1 / floor`` and the samples blow up at any ``rel_floor`` (`docs/posterior.md`).
+    weight ``1 / floor`` and the samples blow up at any ``rel_floor``
+    (`docs/posterior_2026-12-04.md`).
     """
 
     denoiser: Any

@@ -18,7 +18,7 @@ Written for MMPS (Rozet et al. 2024, MMPS; docs/methods.md E.2) rather than call
   even when its residual 2-norm rises above ``||b||`` (CG minimises the M-norm of the error,
   not the residual). An earlier guard fell back whenever ``||b - M x|| > ||b||``: on the
   phantoms MRI prior it zeroed every valid correction for sigma in [0.2, 10) and cost MMPS
-  5.8 dB at 300 steps (docs/posterior.md). ``max_residual_growth`` sets a looser cap
+  5.8 dB at 300 steps (docs/posterior_2026-12-04.md). ``max_residual_growth`` sets a looser cap
   (MMPS uses 10: without any cap, steps of a non-symmetric ``M`` that lower ``phi`` can
   still be large enough to wreck a sample at 10 steps).
 

@@ -20,11 +20,13 @@ a ``while_loop`` above one iteration; elsewhere, or with that switched off, up t
 breakdown guard) freezes the result but saves no vjp; above it a ``while_loop`` stops early.
 
 With an imperfect network ``Sigma_y + sigma^2 A J^T A^T`` need not be SPD; the option
-``safeguard`` chooses what CG returns then (docs/methods.md E.6): ``"residual_cap"``
-(default, ``posterior.cg``'s objective test and residual cap); ``"trust_region"``, in the
-manner of Steihaug (1983) and Toint (1981): truncated CG (``posterior.cg``'s ``steihaug``:
-the iterate before the first direction of non-positive curvature) with the correction
-``sigma^2 J^T A^T v`` cut to the radius of ``trust_radius_of``; or ``"none"``, textbook CG (a
+``safeguard`` chooses what CG returns then (docs/methods.md E.6): ``"trust_region"``
+(default), in the manner of Steihaug (1983) and Toint (1981): truncated CG
+(``posterior.cg``'s ``steihaug``: the iterate before the first direction of non-positive
+curvature) with the correction ``sigma^2 J^T A^T v`` cut to the radius of
+``trust_radius_of``; ``"residual_cap"`` (the default until 2026-12-07: ``posterior.cg``'s
+objective test and residual cap, which replaces the posterior denoiser by the prior one when
+it fires); or ``"none"``, textbook CG (a
 control: it wrecks samples of an indefinite prior). Truncation alone is not offered: with an
 untrained MLP or an indefinite linear denoiser its samples reached 1e2-1e99 times the
 unguided scale at 5 and 20 iterations (near-zero positive curvature, not only breakdowns,
@@ -119,7 +121,7 @@ class MMPSDenoiser:
     cg_maxiter: int = flax.struct.field(pytree_node=False, default=1)
     cg_rtol: float = flax.struct.field(pytree_node=False, default=0.0)
     cg_max_residual_growth: float | None = flax.struct.field(pytree_node=False, default=10.0)
-    safeguard: str = flax.struct.field(pytree_node=False, default="residual_cap")
+    safeguard: str = flax.struct.field(pytree_node=False, default="trust_region")
     trust_radius: float = flax.struct.field(pytree_node=False, default=3.0)
     symmetrise: bool = flax.struct.field(pytree_node=False, default=False)
 
@@ -193,7 +195,7 @@ def mmps(
     cg_maxiter=1,
     cg_rtol=0.0,
     cg_max_residual_growth=10.0,
-    safeguard="residual_cap",
+    safeguard="trust_region",
     trust_radius=3.0,
     symmetrise=False,
     x_like=None,
@@ -206,13 +208,18 @@ def mmps(
     Gaussian prior ``dim(y)`` iterations give the exact posterior mean (float64: <= 2e-13
     relative in the tests, complex MRI included), with every ``safeguard`` and with
     ``symmetrise``. With an imperfect network the system need not be SPD; the default
-    safeguard stops CG at breakdown and keeps its last iterate only if it lowers CG's
-    objective and its residual is at most ``cg_max_residual_growth`` times ``||b||``, else
-    the smallest-residual one (``posterior.cg``); with an untrained or indefinite denoiser
-    the samples stay finite and at the unguided scale (docs/methods.md E.6). The default cap 10
-    was measured on the phantoms MRI prior (4x, 4 images, PSNR of one sample): MMPS-3 at 10
-    steps 20.3 dB without a cap (one image exploded to 5 dB), 25.2 at 10, 26.5 at 1; at 100
-    steps 30.9 / 31.0 / 28.3; MMPS-1 at 100 steps 29.7 / 29.7 / 27.2 (docs/posterior.md).
+    safeguard (``trust_region``) truncates CG at the first non-positive curvature and bounds
+    the correction; with an untrained or indefinite denoiser the samples stay finite and at
+    the unguided scale (docs/methods.md E.6). It was chosen on validation images of the
+    trained digits, patches and phantoms priors (docs/posterior_study.md): at 1 CG iteration
+    every safeguard gives the same PSNR within 0.4 dB, at 3 iterations and 10 steps the
+    trust region beats the residual cap by 0.7 / 2.0 / 1.9 dB, at the same cost (``k``
+    vjps). ``residual_cap`` keeps CG's last iterate only if it lowers CG's objective and its
+    residual is at most ``cg_max_residual_growth`` times ``||b||``, else the smallest-residual
+    one (``posterior.cg``). Its cap 10 was measured on the phantoms MRI prior (4x, 4 images,
+    PSNR of one sample): MMPS-3 at 10 steps 20.3 dB without a cap (one image exploded to
+    5 dB), 25.2 at 10, 26.5 at 1; at 100 steps 30.9 / 31.0 / 28.3; MMPS-1 at 100 steps
+    29.7 / 29.7 / 27.2 (docs/posterior_2026-12-04.md).
     A cap of 1 is E.6's ``||y - A out - Sigma_y v|| <= ||y - A D(x)||``; it also rejects
     valid steps of ill-conditioned SPD systems, which cost MMPS most at many steps.
 
@@ -225,7 +232,7 @@ def mmps(
       cg_rtol: relative residual at which CG stops early (0: run ``cg_maxiter``).
       cg_max_residual_growth: ``None`` (no cap) or ``>= 1``, see ``posterior.cg``'s
         ``max_residual_growth``; 10 by default; read by ``safeguard="residual_cap"`` only.
-      safeguard: ``"residual_cap"`` (default), ``"trust_region"`` or ``"none"`` (module
+      safeguard: ``"trust_region"`` (default), ``"residual_cap"`` or ``"none"`` (module
         docstring; ``none`` is a control and does not keep samples finite).
       trust_radius: ``> 0``, read by ``trust_region`` only: the correction is cut to
         ``trust_radius * sigma * sqrt(dim(x) / (1 + sigma^2))`` (``trust_radius_of``).

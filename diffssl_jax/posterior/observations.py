@@ -5,7 +5,8 @@ where it draws alone, so the first `k` observations do not depend on `N`):
 
 * `box_inpainting`: one missing box (`PixelMask`; unobserved entries of `y` are 0);
 * `pixel_inpainting`: exactly `round(rate H W)` random pixels removed per image;
-* `super_resolution`: `factor x factor` average pooling (`BoxDownsample`);
+* `super_resolution`: `factor x factor` average pooling (`BoxDownsample`), optionally after a
+  Gaussian blur (`BlurDownsample`, `blur_sigma > 0`);
 * `deblurring`: a Gaussian blur (`Blur`);
 * `undersampled_mri`: a column mask with a fully sampled centre per image
   (`UndersampledFourier`, accelerations 4 and 8 in docs/methods.md F);
@@ -24,6 +25,7 @@ from diffssl_jax.data.manifold import to_key
 from diffssl_jax.posterior.checks import keyword_defaults
 from diffssl_jax.posterior.operators import (
     Blur,
+    BlurDownsample,
     BoxDownsample,
     DenseMatrix,
     PixelMask,
@@ -123,15 +125,30 @@ def _shared_operator_problem(rng_or_seed, images, operator, noise_std) -> Invers
     return _problem(clean + noise_std * eps, operator, noise_std, images, shared=True)
 
 
-def super_resolution(rng_or_seed, images, *, noise_std: float, factor: int = 2) -> InverseProblem:
-    """`factor x factor` average pooling (`BoxDownsample`) plus noise."""
+def super_resolution(
+    rng_or_seed,
+    images,
+    *,
+    noise_std: float,
+    factor: int = 2,
+    blur_sigma: float = 0.0,
+    kernel_size: int = 5,
+) -> InverseProblem:
+    """`factor x factor` average pooling (`BoxDownsample`) plus noise; with `blur_sigma > 0`
+    an isotropic Gaussian blur (`kernel_size`, zero padding) first (`BlurDownsample`)."""
     images = _check_images(images)
     _check_noise_std(noise_std)
     h, w = images.shape[1:3]
     factor = int(factor)
     if factor < 1 or h % factor or w % factor:
         raise ValueError(f"superres factor {factor} must divide the image size {h}x{w}.")
-    return _shared_operator_problem(rng_or_seed, images, BoxDownsample(factor=factor), noise_std)
+    if blur_sigma < 0:
+        raise ValueError(f"blur_sigma is a standard deviation in pixels (>= 0), got {blur_sigma}.")
+    operator = BoxDownsample(factor=factor)
+    if blur_sigma > 0:
+        kernel = gaussian_kernel(int(kernel_size), float(blur_sigma), images.dtype)
+        operator = BlurDownsample(kernel=kernel, factor=factor)
+    return _shared_operator_problem(rng_or_seed, images, operator, noise_std)
 
 
 def deblurring(
@@ -140,6 +157,8 @@ def deblurring(
     """An isotropic Gaussian blur (`Blur`, 'same' size, zero padding) plus noise."""
     images = _check_images(images)
     _check_noise_std(noise_std)
+    if not blur_sigma > 0:
+        raise ValueError(f"blur_sigma is a standard deviation in pixels (> 0), got {blur_sigma}.")
     kernel = gaussian_kernel(int(kernel_size), float(blur_sigma), images.dtype)
     return _shared_operator_problem(rng_or_seed, images, Blur(kernel=kernel), noise_std)
 

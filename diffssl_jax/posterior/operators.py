@@ -131,6 +131,26 @@ class Blur(_Operator):
         raise ValueError(f"Blur acts on [H, W] or [H, W, C] images, got shape {x.shape}.")
 
 
+@flax.struct.dataclass
+class BlurDownsample(_Operator):
+    """Super-resolution with blur: ``A x = BoxDownsample(factor)(Blur(kernel)(x))``, the
+    camera model of blurred super-resolution (a low-pass kernel before the pixel grid).
+
+    Attributes:
+      kernel: ``[kh, kw]`` array (``Blur``).
+      factor: the average-pooling factor (``BoxDownsample``).
+    """
+
+    kernel: jax.Array
+    factor: int = flax.struct.field(pytree_node=False, default=2)
+
+    def __call__(self, x):
+        return BoxDownsample(factor=self.factor)(Blur(kernel=self.kernel)(x))
+
+    def input_struct(self, y):
+        return BoxDownsample(factor=self.factor).input_struct(y)
+
+
 def gaussian_kernel(size, sigma, dtype=jnp.float32):
     """``[size, size]`` isotropic Gaussian kernel with standard deviation ``sigma``, sum 1."""
     g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)

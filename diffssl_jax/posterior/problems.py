@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffssl_jax.posterior.operators import (
+    BlurDownsample,
     BoxDownsample,
     check_operator,
 )
@@ -174,9 +175,9 @@ def zero_filled(problem: InverseProblem) -> jax.Array:
 
 def observation_image(problem: InverseProblem) -> np.ndarray:
     """`[N, *shape]` each observation seen as an image (the "observed" row of figures and the
-    observation baseline of the comparisons): nearest upsampling for `BoxDownsample`, the
+    observation baseline of the comparisons): nearest upsampling for super-resolution, the
     zero-filled reconstruction (`zero_filled`) otherwise."""
-    if isinstance(problem.operators, BoxDownsample):
+    if isinstance(problem.operators, (BoxDownsample, BlurDownsample)):
         f = problem.operators.factor
         return np.repeat(np.repeat(np.asarray(problem.y), f, axis=1), f, axis=2)
     return np.asarray(zero_filled(problem))

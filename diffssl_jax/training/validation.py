@@ -154,8 +154,20 @@ def _clip_switched(old: dict, new: dict) -> bool:
     return (old[key] > 0) != (new[key] > 0)
 
 
+# Keys added to the configs after workdirs were written without them, with the value that
+# reproduces what those workdirs ran: a saved config without the key means this value.
+ADDED_KEYS = {
+    "posterior.safeguard": "residual_cap",  # EM's E-step (2026-12-07)
+    "posterior.trust_radius": 3.0,
+    "posterior.symmetrise": False,
+}
+
+
 def resume_conflicts(saved: dict, current: dict, resumable: tuple[str, ...]) -> list[str]:
     """The keys that differ between a workdir's saved config and the new one and may not.
+
+    A key of `ADDED_KEYS` missing from the saved config counts as its listed value, so a
+    workdir written before the key existed resumes when the new config keeps that behaviour.
 
     Args:
         saved: the workdir's `config.json`.
@@ -166,6 +178,7 @@ def resume_conflicts(saved: dict, current: dict, resumable: tuple[str, ...]) -> 
         `"key: old -> new"` lines, sorted; empty when the run may resume.
     """
     old, new = _flatten(saved), _flatten(current)
+    old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
     conflicts = [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
         for k in sorted(set(old) | set(new))

@@ -120,6 +120,10 @@ def test_empty_lap_and_too_large_batches_fail_clearly(tmp_path):
     config.posterior.cg_max_residual_growth = 0.5
     with pytest.raises(ValueError, match="cg_max_residual_growth must be None or >= 1"):
         em.run(config, workdir, obs, recipe=None)
+    config = _config()
+    config.posterior.safeguard = "steihaug"
+    with pytest.raises(ValueError, match="safeguard must be one of"):
+        em.run(config, workdir, obs, recipe=None)
     assert not os.listdir(workdir)  # nothing written before the error
 
 

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 
 from diffssl_jax import em
+from diffssl_jax.configs.em.defaults import get_em_base_config
 from diffssl_jax.em import gaussian as em_gaussian
 from diffssl_jax.posterior import observations
 from diffssl_jax.posterior.operators import DenseMatrix
@@ -95,7 +96,8 @@ def _estep_config():
         "sigma_max": 20.0,
         "sampler": "ddpm_ancestral",
     }
-    config.posterior = {"cg_maxiter": M, "cg_max_residual_growth": 10.0}
+    config.posterior = get_em_base_config().posterior
+    config.posterior.cg_maxiter = M
     return config
 
 

@@ -1,6 +1,8 @@
 """The report runner of inverse problems: options per kind and per method, the recorded grid,
 and one `run_problem` on a prior known in closed form (no training)."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ def test_each_kind_gets_only_its_own_operator_options():
         problem.y, posterior.super_resolution(0, _images(), noise_std=0.01, factor=4).y
     )
     config.operator.kind = "blur"
-    config.operator.kernel_size = 3
+    config.operator.kernel_size, config.operator.blur_sigma = 3, 1.0
     assert posterior_eval.observe_images(_images(), config, 0).operators.kernel.shape == (3, 3)
 
 
@@ -40,7 +42,7 @@ def test_each_method_reads_its_own_group_over_its_defaults():
         "cg_maxiter": 1,
         "cg_rtol": 0.0,
         "cg_max_residual_growth": 10.0,
-        "safeguard": "residual_cap",
+        "safeguard": "trust_region",
         "trust_radius": 3.0,
         "symmetrise": False,
     }
@@ -75,6 +77,18 @@ def test_run_problem_scores_samples_and_records_its_grid():
     expected = posterior_eval.summarize(samples, images, posterior.observation_image(problem))
     for key in ("mean_psnr", "sample_ssim", "observed_psnr"):
         assert metrics[key] == pytest.approx(expected[key])
+    # the box's 16 missing pixels: PSNR and calibration there, from 2 samples per observation
+    region = np.ones((2, 8, 8, 1), bool)
+    region[:, 2:6, 2:6] = False
+    region = ~region
+    np.testing.assert_array_equal(posterior_eval.unobserved_region(problem), region)
+    err = np.square(samples - images[:, None])[:, :, 2:6, 2:6].mean(axis=(2, 3, 4))
+    direct = 10 * np.log10(4.0 / err).mean(axis=1)
+    assert metrics["region_psnr"] == pytest.approx(direct.mean(), rel=1e-6)
+    assert metrics["calibration_region"] == "unobserved pixels"
+    assert metrics["expected_coverage"] == pytest.approx(1 / 3)
+    low, high = metrics["spread_skill_interval"]
+    assert low <= metrics["spread_skill"] <= high
     again = posterior_eval.run_problem(standard_normal, images, config)[1]
     np.testing.assert_array_equal(again, samples)  # a function of config.seed
     other_seed = posterior_eval.run_problem(standard_normal, images, config, seed=1)[1]
@@ -113,3 +127,21 @@ def test_held_out_images_must_fit_the_prior():
     assert images.shape == (2, 16, 16, 1) and images.dtype == np.float32
     with pytest.raises(ValueError, match="prior was trained on"):
         posterior_eval.held_out_images(config.data, (16, 16, 3))
+
+
+def test_record_solves_logs_every_mmps_call_per_sigma_with_the_same_samples():
+    config = digits_inpaint.get_config("tiny")
+    config.operator.box = (2, 2, 4, 4)
+    config.method.mmps.cg_maxiter = 2
+    images = _images()
+    _, plain, metrics = posterior_eval.run_problem(standard_normal, images, config)
+    assert "mmps_solves" not in metrics
+    config.record_solves = True
+    _, recorded, metrics = posterior_eval.run_problem(standard_normal, images, config)
+    np.testing.assert_allclose(recorded, plain, atol=1e-6)
+    rows = metrics["mmps_solves"]
+    assert len(rows) == config.sampling.num_steps  # one row per sigma of the grid
+    assert [r["sigma"] for r in rows] == sorted((r["sigma"] for r in rows), reverse=True)
+    for row in rows:  # 2 observations x 2 samples per call
+        assert row["calls"] == 4 and 0.0 <= row["fire_rate"] <= 1.0
+    json.dumps(metrics)  # JSON-ready

@@ -61,7 +61,7 @@ def test_posterior_samples_mean_figure_and_metrics(workdir):
         "cg_maxiter": 2,
         "cg_rtol": 0.0,
         "cg_max_residual_growth": 10.0,
-        "safeguard": "residual_cap",
+        "safeguard": "trust_region",
         "trust_radius": 3.0,
         "symmetrise": False,
     }

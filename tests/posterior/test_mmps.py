@@ -196,7 +196,15 @@ def test_capped_guard_never_makes_the_output_less_consistent_with_y(name):
     A = ops.DenseMatrix(jnp.asarray(rng.normal(size=(6, dim)) / 3))
     y = jnp.asarray(rng.normal(size=6))
     for maxiter in (1, 5, 20):
-        post = mmps(denoiser, A, y, 0.0, cg_maxiter=maxiter, cg_max_residual_growth=1.0)
+        post = mmps(
+            denoiser,
+            A,
+            y,
+            0.0,
+            cg_maxiter=maxiter,
+            safeguard="residual_cap",
+            cg_max_residual_growth=1.0,
+        )
         for sigma in SIGMAS:
             x = jnp.asarray(rng.normal(size=dim)) * (1 + sigma)
             out = _call(post, x, sigma)
@@ -239,9 +247,10 @@ def _bad_prior_problem(name):
     return denoiser, A, ys, sigmas, rngs, scale
 
 
-GUARDED = [{"cg_max_residual_growth": None}, {"cg_max_residual_growth": 1.0}] + [
-    o for o in OPTIONS if o["safeguard"] != "none"
-]
+GUARDED = [
+    {"safeguard": "residual_cap", "cg_max_residual_growth": None},
+    {"safeguard": "residual_cap", "cg_max_residual_growth": 1.0},
+] + [o for o in OPTIONS if o["safeguard"] != "none"]
 
 
 @pytest.mark.parametrize("options", GUARDED, ids=str)

@@ -25,6 +25,11 @@ def _operators():
         ("mask_broadcast", ops.PixelMask(jnp.asarray(rng.random((6, 6, 1)) < 0.5)), (6, 6, 3)),
         ("box", ops.PixelMask(ops.box_mask((6, 6), 1, 2, 3, 2)), (6, 6)),
         ("downsample", ops.BoxDownsample(2), (8, 6, 2)),
+        (
+            "blur_downsample",
+            ops.BlurDownsample(ops.gaussian_kernel(5, 1.0, jnp.float64), factor=2),
+            (8, 6, 2),
+        ),
         ("blur_gauss", ops.Blur(ops.gaussian_kernel(5, 1.2, jnp.float64)), (9, 7, 2)),
         ("blur_motion", ops.Blur(ops.motion_kernel(5, 30.0, jnp.float64)), (8, 8)),
         ("dense", ops.DenseMatrix(jnp.asarray(rng.normal(size=(7, 12)))), (4, 3)),
@@ -43,7 +48,8 @@ def _operators():
 
 
 NAMES = [
-    "identity", "mask", "mask_broadcast", "box", "downsample", "blur_gauss", "blur_motion",
+    "identity", "mask", "mask_broadcast", "box", "downsample", "blur_downsample", "blur_gauss",
+    "blur_motion",
     "dense", "dense_complex", "mri_columns", "mri_2d",
 ]  # fmt: skip
 
@@ -132,6 +138,16 @@ def test_downsample_is_block_mean():
     assert ops.BoxDownsample(2).adjoint(jnp.ones((2, 2))).shape == (4, 4)
     with pytest.raises(ValueError, match="divisible"):
         ops.BoxDownsample(3)(x)
+
+
+def test_blur_downsample_is_the_block_mean_of_the_scipy_blur():
+    rng = np.random.default_rng(5)
+    x = _random(rng, (8, 6))
+    kernel = ops.gaussian_kernel(5, 1.0, jnp.float64)
+    blurred = scipy.signal.convolve2d(np.asarray(x), np.asarray(kernel), mode="same")
+    expected = blurred.reshape(4, 2, 3, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(ops.BlurDownsample(kernel, factor=2)(x), expected, atol=1e-12)
+    assert ops.BlurDownsample(kernel, factor=2).adjoint(jnp.ones((4, 3))).shape == (8, 6)
 
 
 def test_blur_matches_scipy_convolution():

@@ -9,7 +9,7 @@ import pytest
 from diffssl_jax.data import manifold
 from diffssl_jax.data.phantoms import random_ellipse_phantoms
 from diffssl_jax.data.sources import DigitsSource
-from diffssl_jax.posterior import observations, problems
+from diffssl_jax.posterior import observations, operators, problems
 from diffssl_jax.posterior.observations import (
     pixel_inpainting,
     random_projections,
@@ -253,12 +253,24 @@ def test_observe_is_the_builder_of_its_kind(digits, phantoms):
     assert observations.observation_options("mri") == {"acceleration": 4.0, "center_fraction": 0.08}
 
 
+def test_superres_with_blur_blurs_then_pools(digits):
+    blurred = observations.observe("superres", 1, digits, noise_std=0.0, blur_sigma=1.0)
+    plain = observations.observe("superres", 1, digits, noise_std=0.0)
+    assert isinstance(blurred.operators, operators.BlurDownsample)
+    kernel = operators.gaussian_kernel(5, 1.0)
+    expected = jax.vmap(lambda x: operators.BoxDownsample(2)(operators.Blur(kernel)(x)))(digits)
+    np.testing.assert_allclose(blurred.y, expected, atol=1e-6)
+    assert not np.allclose(blurred.y, plain.y, atol=1e-3)
+    assert problems.observation_image(blurred).shape == digits.shape
+
+
 @pytest.mark.parametrize(
     "kind, options, match",
     [
         ("inpaint", {}, "unknown observation kind 'inpaint'; valid kinds are"),
         ("box", {"rate": 0.5}, "box observations take the options \\['box'\\], not \\['rate'\\]"),
         ("superres", {"factor": 2, "box": (0, 0, 2, 2)}, "not \\['box'\\]"),
+        ("superres", {"blur_sigma": -1.0}, "blur_sigma is a standard deviation"),
     ],
 )
 def test_observe_rejects_unknown_kinds_and_options(digits, kind, options, match):

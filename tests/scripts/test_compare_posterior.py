@@ -1,11 +1,13 @@
-"""`scripts/compare_posterior.py`: which cached rows make the page (stale grids, tuned values),
-its method entries (configs of `evaluation.posterior.run_problem`), no sampler of its own."""
+"""`scripts/compare_posterior.py`: which cached rows make the page (the setting chosen on
+validation images), its method and grid entries (configs of
+`evaluation.posterior.run_problem`), its splits, and no sampler of its own."""
 
 import functools
 import importlib.util
 import os
 
 import numpy as np
+import pytest
 from conftest import REPO_ROOT
 
 
@@ -19,69 +21,65 @@ def _load_script():
     return module
 
 
-def _metrics(psnr, options=None, finite=True):
-    return {
-        "sample_psnr": psnr,
-        "sample_ssim": 0.5,
-        "observed_psnr": 10.0,
-        "observed_ssim": 0.1,
-        "all_finite": finite,
-        "seconds": 1.0,
-        "options": options or {},
-    }
+def _metrics(psnr, num_images=16, finite=True):
+    return {"sample_psnr": psnr, "all_finite": finite, "num_images": num_images}
 
 
-def test_collect_keeps_tuned_rows_and_ignores_stale_grids():
-    """Tuning is per (task, method, step count): a row counts with its own step count's best."""
+def test_collect_keeps_the_rows_of_the_setting_chosen_on_validation():
     script = _load_script()
-    grids = {"dps": ("zeta", (1.0, 10.0))}
     cache = {
-        "tune/mri4_phantoms/dps/zeta=1.0/100": _metrics(12.0),
-        "tune/mri4_phantoms/dps/zeta=10.0/100": _metrics(20.0),
-        "tune/mri4_phantoms/dps/zeta=0.1/100": _metrics(99.0),  # not on the grid any more
-        "tune/mri4_phantoms/dps/zeta=1.0/10": _metrics(1.0, finite=False),
-        "tune/mri4_phantoms/dps/zeta=10.0/10": _metrics(3.0),
-        "mri4_phantoms/dps/10/2/" + '{"zeta": 1.0}': _metrics(5.0, {"zeta": 1.0}),
-        "mri4_phantoms/dps/10/2/" + '{"zeta": 10.0}': _metrics(7.0, {"zeta": 10.0}),
-        "mri4_phantoms/dps/1000/1/" + '{"zeta": 10.0}': _metrics(9.0, {"zeta": 10.0}),  # untuned
-        "mri4_sl/dps/10/2/" + '{"zeta": 10.0}': _metrics(8.0, {"zeta": 10.0}),
-        "mri4_phantoms/mmps1/10/2/{}": _metrics(9.0),
-        "mri4_phantoms/mmps1/10/4/{}": _metrics(9.5),
-        "mri4_phantoms/mmps1/100/1/{}": _metrics(11.0),
+        "tune/patches_box/dps/zeta=1.0/100/16": _metrics(12.0),
+        "tune/patches_box/dps/zeta=10.0/100/16": _metrics(20.0),
+        "tune/patches_box/dps/zeta=1.0/10/16": _metrics(30.0, finite=False),
+        "tune/patches_box/dps/zeta=10.0/10/16": _metrics(3.0),
+        "tune/patches_box/dps/zeta=0.1/10/16": _metrics(99.0),  # not on the grid any more
+        "patches_box/dps/100/32x2/zeta=1.0": _metrics(50.0, 32),  # not the chosen setting
+        "patches_box/dps/100/32x2/zeta=10.0": _metrics(21.0, 32),
+        "patches_box/dps/100/8x2/zeta=10.0": _metrics(25.0, 8),  # fewer images
+        "patches_box/dps/10/32x2/zeta=10.0": _metrics(4.0, 32),
+        "patches_box/dps/1000/8x2/zeta=10.0": _metrics(9.0, 8),  # never chosen at 1000 steps
     }
-    results, tuning, counts, seconds = script.collect(cache, grids)
-    assert tuning == {
-        ("mri4_phantoms", "dps", 100): (10.0, {1.0: 12.0, 10.0: 20.0}),
-        ("mri4_phantoms", "dps", 10): (10.0, {1.0: -np.inf, 10.0: 3.0}),
-    }
-    assert results[("mri4_phantoms", "dps", 10)]["sample_psnr"] == 7.0
-    assert ("mri4_phantoms", "dps", 1000) not in results  # no tuning at 1000 steps
-    # Shepp-Logan rows use the step size tuned on the phantoms.
-    assert results[("mri4_sl", "dps", 10)]["sample_psnr"] == 8.0
-    # The row with the most images wins, whatever the order of the cache.
-    assert results[("mri4_phantoms", "mmps1", 10)]["sample_psnr"] == 9.5
-    assert counts[("mri4_phantoms", 10)] == 4 and seconds[("mri4_phantoms", "mmps1")] == 1.0
+    results, choices = script.collect(cache, {"dps": script._grid("zeta", (1.0, 10.0))})
+    assert choices[("patches_box", "dps", 100)] == (
+        "zeta=10.0",
+        {"zeta=1.0": 12.0, "zeta=10.0": 20.0},
+    )
+    assert choices[("patches_box", "dps", 10)][0] == "zeta=10.0"  # a non-finite row never wins
+    assert results[("patches_box", "dps", 100)]["sample_psnr"] == 21.0
+    assert results[("patches_box", "dps", 100)]["size"] == "32x2"
+    assert results[("patches_box", "dps", 10)]["sample_psnr"] == 4.0
+    assert ("patches_box", "dps", 1000) not in results
 
 
-def test_every_method_entry_is_a_posterior_method_and_a_problem_config():
+def test_every_grid_setting_is_a_posterior_method_and_a_problem_config():
     from diffssl_jax import posterior
     from diffssl_jax.evaluation import posterior as posterior_eval
 
     script = _load_script()
-    compared = {"mmps1", "mmps3", "dps", "pigdm", "tmpd", "diffpir", "dps_published"}
-    assert set(script.COMPARED) == compared
-    for name, (_, method, options) in script.METHODS.items():
-        posterior.posterior_method(method, **options)  # raises on an unknown option
-        c = script.problem_config("mri4_phantoms", name, 10, 2, 4, {})
-        assert c.num_samples == 1 and c.sampling.num_steps == 10
-        assert (c.data.num_images, c.data.start) == (2, 4)
-        record = posterior_eval.method_record(c.method)
-        assert record["name"] == method and options.items() <= record.items()
-    c = script.problem_config("mri4_phantoms", "mmps3_nocap", 10, 2, 0, {})
-    assert posterior_eval.method_record(c.method)["cg_max_residual_growth"] is None
-    c = script.problem_config("mri4_sl", "dps", 100, 4, 0, {"zeta": 30.0})
-    assert c.method.name == "dps" and c.method.dps.zeta == 30.0
-    assert c.data.dataset == "shepp_logan" and c.operator.kind == "mri"
+    assert set(script.GRIDS) == set(script.METHODS)
+    for name, (_, method, prior) in script.METHODS.items():
+        assert prior in ("trained", "gaussian")
+        for options in script.GRIDS[name]:
+            posterior.posterior_method(method, **options)  # raises on an unknown option
+            c = script.problem_config("mri4_phantoms", name, 10, (2, 4, 3), options)
+            assert c.num_samples == 3 and c.sampling.num_steps == 10
+            assert (c.data.num_images, c.data.start) == (2, 4)
+            record = posterior_eval.method_record(c.method)
+            assert record["name"] == method and options.items() <= record.items()
+    assert len({script.canonical(o) for o in script.GRIDS["mmps"]}) == len(script.GRIDS["mmps"])
+
+
+@pytest.mark.parametrize("task", ["patches_box", "patches_pixels", "patches_superres"])
+def test_patch_tasks_choose_on_validation_photographs_and_report_on_test_ones(task):
+    script = _load_script()
+    test = script.problem_config(task, "mmps", 10, (32, 0, 2), {})
+    validation = script.problem_config(task, "mmps", 10, (16, 0, 1), {}, validation=True)
+    assert (test.data.split, validation.data.split) == ("test", "validation")
+    assert test.operator.kind == validation.operator.kind == task.split("_")[1]
+    settings = script._settings(type("F", (), {"quick": False, "steps": ["10"], "num_images": 32,
+        "num_images_long": 8, "num_validation": 16, "num_samples": 2})())  # fmt: skip
+    assert settings["validation"][task] == (16, 0)
+    assert settings["validation"]["mri4_phantoms"] == (16, 32)  # after every test image
 
 
 def test_the_script_defines_no_sampler_of_its_own():
@@ -90,3 +88,16 @@ def test_the_script_defines_no_sampler_of_its_own():
     assert "evaluation.posterior" in source and "run_problem(" in source
     for name in ("samplers.", "sample_posterior", "ddpm_ancestral(", "jax.jit", "vmap("):
         assert name not in source, name
+    assert np.isfinite(_load_script().calibration.expected_coverage(2))
+
+
+def test_settings_are_named_for_the_page():
+    script = _load_script()
+    names = [script.describe(o) for o in script.GRIDS["mmps"]]
+    assert names == [
+        "CG 1, residual cap 10",
+        "CG 1, symmetrised J, trust region 3",
+        "CG 3, residual cap 10",
+        "CG 3, symmetrised J, trust region 3",
+    ]
+    assert script.describe({"zeta": 1.0}) == "zeta=1.0"

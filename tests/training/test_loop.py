@@ -65,3 +65,16 @@ def test_resumed_writer_drops_rows_the_resume_redoes(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [(r["step"], r["train/loss"]) for r in rows] == [(2, 2), (4, 4), (6, 6), (8, -8)]
     assert metric_writers.drop_rows_after(tmp_path / "missing.jsonl", 3) == 0
+
+
+def test_a_workdir_written_before_a_key_existed_resumes_with_its_old_behaviour():
+    """EM workdirs of before 2026-12-07 have no `posterior.safeguard`: they ran the residual
+    cap, so a config that keeps it resumes and one that changes it does not."""
+    saved = {"posterior": {"cg_maxiter": 1}}
+    current = {"posterior": {"cg_maxiter": 1, **{k.split(".")[1]: v for k, v in
+               validation.ADDED_KEYS.items()}}}  # fmt: skip
+    assert validation.resume_conflicts(saved, current, ()) == []
+    current["posterior"]["safeguard"] = "trust_region"
+    conflicts = validation.resume_conflicts(saved, current, ())
+    assert conflicts == ["posterior.safeguard: 'residual_cap' -> 'trust_region'"]
+    assert validation.resume_conflicts({"a": 1}, {"a": 1}, ()) == []  # no key is invented
