@@ -1,198 +1,277 @@
-r"""Pretrains every recipe on the digits, evaluates each, and writes one table (issue 3).
+r"""Representations compared under one protocol: readouts chosen on validation, equal budgets.
 
-    .venv/bin/python scripts/compare_representations.py
+    .venv/bin/python scripts/compare_representations.py --task=digits    # probe, digit seg
+    .venv/bin/python scripts/compare_representations.py --task=canvases  # canvas segmentation
+    .venv/bin/python scripts/compare_representations.py --task=roadmap   # l-DAE roadmap
+    .venv/bin/python scripts/compare_representations.py --write_only     # docs/results.md
 
-trains each recipe of `RECIPES` from its `configs/<method>/digits.py[:variant]` into
-`runs/compare/<name>` with `diffssl_jax.training.train` (a finished run is not redone, an
-interrupted one resumes), evaluates it with `evaluate_representation` (its
-`eval/results.json`), adds the baselines (the DDPM U-Net at its random initialisation, and
-raw pixels) and writes `docs/results.md`. An evaluation whose `eval/results.json` exists with
-the same eval settings and epoch cap is read back instead of redone (`--reevaluate` redoes
-it), so regenerating the table is quick. Everything below `TAIL_MARKER` in an existing output
-file (the discussion, the DiTi section) is kept. Smoke test (tiny configs, few seeds and epochs;
-writes under `runs/compare_quick/`, never `docs/results.md`):
-
-    .venv/bin/python scripts/compare_representations.py --quick \
-        --recipes=ddpm,random_init,raw_pixels
+Each task pretrains its rows (`ROWS`, every one for `STEPS[task]` steps at batch 64; digits
+rows at the pretraining seeds `--seeds` except `SEED_0_ONLY`, canvases and roadmap rows at
+seed 0) into `--runs/<task>/<row>_s<seed>` (a finished run is not redone, an interrupted one
+resumes), chooses each row's readout on validation (`evaluation.readout`, on the seed-0
+network; other seeds are read the same way) and evaluates it on test. The roadmap stages are
+read where the digits l-DAE row's sweep chose (run `--task=digits` first). Every stage writes
+its JSON under the workdir's `study/` and is read back when it exists, so rerunning a command
+redoes nothing finished. `--write_only` regenerates the tables of `docs/results.md`
+(`study_tables.py`) and `docs/results_sweeps.md` from those files; the page's hand-written
+part below the marker is kept.
 """
 
-import importlib
 import json
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import study_tables  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
+from study_rows import (  # noqa: E402
+    BASELINES,
+    ROWS,
+    SEED_0_ONLY,
+    SEG_LABELLED,
+    SEG_SWEEP,
+    SEG_SWEEP_EPOCHS,
+    TS,
+    row_config,
+)
 
 from diffssl_jax import methods, recipe_inputs, training  # noqa: E402
-from diffssl_jax.evaluation import features, representation  # noqa: E402
-from diffssl_jax.evaluation.samples import sample_grid_drawer  # noqa: E402
-
-# name -> (table label, config module, variants); variants must exist in that config file.
-RECIPES = {
-    "mdm": ("MDM (SSIM loss)", "configs.mdm.digits", ""),
-    "mdm_mse": ("MDM, MSE loss", "configs.mdm.digits", "mse"),
-    "mdm_fixed_t": ("MDM, fixed t", "configs.mdm.digits", "fixed_t"),
-    "mae": ("MAE", "configs.mae.digits", ""),
-    "ddpm": ("DDPM", "configs.ddpm.digits", ""),
-    "ldae": ("l-DAE", "configs.ldae.digits", ""),
-}
-BASELINES = {"random_init": "random-init U-Net (DDPM config)", "raw_pixels": "raw pixels"}
-QUICK_EVAL = ("probe_seeds=2", "seg_seeds=1", "seg_num_models=2")
-TAIL_MARKER = "<!-- Below: written by hand; kept when the table above is regenerated. -->"
-DEFAULT_TAIL = [
-    TAIL_MARKER,
-    "",
-    "## Discussion",
-    "",
-    "(to be written)",
-    "",
-    "## DiTi attribute probes",
-    "",
-    "(the DiTi attribute-probe table goes here)",
-    "",
-]
-
-flags.DEFINE_list("recipes", [*RECIPES, *BASELINES], "Rows of the table, in order.")
-flags.DEFINE_bool("quick", False, "Tiny configs and evaluations: a smoke test.")
-flags.DEFINE_string(
-    "runs", None, "Workdirs root; default runs/compare (quick: runs/compare_quick)."
+from diffssl_jax.data import DigitsSource, source_for  # noqa: E402
+from diffssl_jax.evaluation import readout, representation  # noqa: E402
+from diffssl_jax.evaluation.features import (  # noqa: E402
+    load_features,
+    random_init_features,
+    raw_pixel_features,
 )
-flags.DEFINE_string("out", None, "Markdown table; default docs/results.md (quick: under --runs).")
-flags.DEFINE_integer("seg_max_epochs", None, "Pixel-classifier epoch cap; default 100 (quick 3).")
-flags.DEFINE_bool("reevaluate", False, "Redo evaluations whose results.json already exists.")
+
+flags.DEFINE_enum("task", "digits", list(ROWS), "Which comparison (long: 2x budget).")
+flags.DEFINE_list("rows", None, "Rows to run (default: all of the task's, then the baselines).")
+flags.DEFINE_list("seeds", ["0", "1"], "Pretraining seeds.")
+flags.DEFINE_string("runs", os.path.join(REPO, "runs", "study"), "Workdirs root.")
+flags.DEFINE_bool("write_only", False, "Only regenerate docs/results.md from the cache.")
+flags.DEFINE_string("out", os.path.join(REPO, "docs", "results.md"), "Markdown page.")
 
 
-def _config(name: str, quick: bool):
-    _, module, variants = RECIPES[name]
-    try:
-        get_config = importlib.import_module(module).get_config
-    except ModuleNotFoundError as error:
-        raise ValueError(f"recipe {name!r} needs {module.replace('.', '/')}.py") from error
-    return get_config(",".join(v for v in (variants, "tiny" if quick else "") if v))
+def _cached(path: str, compute):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    value = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return value
 
 
-def _saved_results(path: str, eval_config, seg_max_epochs: int) -> dict | None:
-    """The results at `path` if they were made with these eval settings, else None."""
+def _extractor(task, row, seed, workdir):
+    """The row's `FeatureExtractor` (pretrained first when it is a recipe)."""
+    config = row_config(task, row, seed)
+    if row == "raw_pixels":
+        return raw_pixel_features(), config
+    if row == "random_init":
+        return random_init_features(config, batch_size=256), config
+    recipe = methods.make_recipe(config, recipe_inputs.prepare(config, workdir))
+    training.train(config, workdir, recipe)
+    return load_features(workdir, batch_size=256), config
+
+
+def _candidates(task, row, config):
+    """(t values, single blocks, pool grids, block sets for segmentation) of a row's sweep."""
+    if row == "raw_pixels":  # grid 16 is the flattened image
+        return (0.0,), ("pixels",), (1, 2, 4, 8, 16), [("pixels",)]
+    extra = ROWS[task][row][2] if row in ROWS[task] else ()
+    ts = (0.0,) if config.method == "mae" else (*TS, *extra)  # MAE's ViT has no t input
+    blocks = readout.network_blocks(config)
+    sets = [(b,) for b in blocks]
+    if "channel_mult" in config.model:
+        sets += [readout.below_full_resolution(config), blocks]
+    return ts, blocks, readout.POOL_GRIDS, sets
+
+
+def _splits(task, config, final: bool):
+    """(train, evaluation) sources: validation choices, or (`final`) train and test (the
+    digits for every task but the canvases)."""
+    if task == "canvases":
+        return source_for(config.data, "train"), source_for(
+            config.data, "test" if final else "validation"
+        )
+    if final:
+        return DigitsSource("train"), DigitsSource("test")
+    return DigitsSource("train_minus_validation"), DigitsSource("validation")
+
+
+def _roadmap_readout(config) -> dict:
+    """A roadmap stage is read where the l-DAE digits row's sweep chose (its block, grid and
+    t), except the single-level stage, read at its one noise level (`eval.feature_t`)."""
+    path = os.path.join(flags.FLAGS.runs, "digits", "ldae_s0", "study", "probe_choice.json")
     if not os.path.exists(path):
-        return None
+        raise FileNotFoundError(f"{path} is missing: run --task=digits --rows=ldae first")
     with open(path) as f:
-        saved = json.load(f)
-    same_eval = saved["config"]["eval"] == json.loads(eval_config.to_json())["eval"]
-    seg = saved["segmentation"]
-    if not same_eval or (seg is not None and seg["max_epochs"] != seg_max_epochs):
-        return None
-    return saved
+        chosen = dict(json.load(f)["chosen"])
+    if config.corruption.noise_levels == "single":
+        chosen["t"] = float(config.eval.feature_t)
+    return chosen
 
 
-def _evaluate(name, runs, quick, seg_max_epochs, reevaluate=False) -> tuple[dict, str]:
-    """(results, pretraining note) of one row; trains the recipe first when it is one."""
-    config = _config("ddpm" if name in BASELINES else name, quick)
-    eval_config = representation.apply_eval_overrides(config, QUICK_EVAL if quick else ())
-    workdir = os.path.join(runs, name)
-    out = os.path.join(workdir, "eval", "results.json")
-    note = {"raw_pixels": "none", "random_init": "none (step 0)"}.get(
-        name, f"{config.train.num_steps} steps"
-    )
-    if name not in BASELINES:
-        recipe = methods.make_recipe(config, recipe_inputs.prepare(config, workdir))
-        training.train(config, workdir, recipe, draw_samples=sample_grid_drawer(config.method))
-    saved = None if reevaluate else _saved_results(out, eval_config, seg_max_epochs)
-    if saved is not None:
-        return saved, note
-    if name == "raw_pixels":
-        extractor = features.raw_pixel_features()
-    elif name == "random_init":
-        extractor = features.random_init_features(config)
-    else:
-        extractor = workdir
-    kwargs = {"out_path": out, "seg_max_epochs": seg_max_epochs}
-    return representation.evaluate_representation(extractor, eval_config, **kwargs), note
+def choose_probe(task, row, extractor, config, study_dir):
+    """The probe readout chosen on validation: sweep, then l2 at the chosen (cached)."""
 
-
-def _cell(result: dict | None) -> str:
-    return "n/a" if result is None else f"{100 * result['mean']:.1f} ± {100 * result['std']:.1f}"
-
-
-def _table(rows: list[tuple[str, dict, str]]) -> list[str]:
-    budgets = list(dict.fromkeys(b for _, r, _ in rows for b in r["linear_probe"]))
-    seg = next((r["segmentation"] for _, r, _ in rows if r["segmentation"]), None)
-    labelled = f" ({seg['num_labelled']} labelled)" if seg else ""
-    header = ["representation", "pretraining", "feature t", "feature dim"]
-    header += [f"probe acc, {b.replace('_', ' ')}" for b in budgets]
-    header += [f"seg mIoU{labelled}", f"seg Dice{labelled}"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, r, note in rows:
-        dim = sum(shape[-1] for shape in r["feature_dims"].values())
-        cells = [label, note, f"{r['features']['t']:g}", str(dim)]
-        cells += [_cell(r["linear_probe"].get(b)) for b in budgets]
-        s = r["segmentation"]
-        cells += [_cell(s and s["miou"]), _cell(s and s["dice"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _markdown(rows, command: str, quick: bool, seg_max_epochs: int) -> str:
-    cfg = rows[0][1]["config"]["eval"]
-    return "\n".join(
-        [
-            "# Representations compared on the digits",
-            "",
-            f"Produced by `{command}`{' (smoke test: tiny configs)' if quick else ''}.",
-            "",
-            "Protocols of `docs/methods.md` F (1347 train / 450 test digits, 16x16):",
-            "",
-            "- Linear probe: test accuracy of logistic regression on globally pooled features",
-            "  (raw pixels: the flattened image); k-per-class budgets over "
-            f"{cfg['probe_seeds']} seeds of the labelled subset.",
-            "- Segmentation: pixel-classifier protocol (i) of docs/methods.md A.6, "
-            f"{cfg['seg_num_models']} MLPs,",
-            f"  majority vote, at most {seg_max_epochs} epochs, {cfg['seg_seeds']} seed(s) of the",
-            "  labelled images; mIoU over the 11 classes, foreground Dice averaged over images.",
-            "- Percentages, mean ± std over seeds (± 0.0: a single deterministic fit). Feature",
-            "  dim is per pixel, before pooling (raw pixels: the channels).",
-            "",
-            *_table(rows),
-            "",
+    def compute():
+        ts, blocks, grids, _ = _candidates(task, row, config)
+        train, val = _splits(task, config, final=False)
+        if task == "roadmap":
+            rows, best = [], _roadmap_readout(config)
+        else:
+            rows = readout.sweep_probe(extractor, train, val, blocks=blocks, ts=ts, grids=grids)
+            best = readout.choose(rows, "per_class")
+        feats = [
+            readout.pooled_features(
+                extractor, s.images, t=best["t"], blocks=(best["block"],), grid=best["grid"]
+            )
+            for s in (train, val)
         ]
+        l2 = readout.choose_l2(feats[0], train.labels, feats[1], val.labels)
+        return {"sweep": rows, "chosen": best, "l2": l2}
+
+    return _cached(os.path.join(study_dir, "probe_choice.json"), compute)
+
+
+def choose_segmentation(task, row, extractor, config, study_dir, probe):
+    """The segmentation readout (block set, t) chosen on validation mIoU (cached): block
+    sets at the probe's chosen t (t = 0 without a probe), then every t at the best set."""
+
+    def compute():
+        ts, _, _, sets = _candidates(task, row, config)
+        train, val = _splits(task, config, final=False)
+        labelled = SEG_LABELLED[task][0]
+        cfg = readout.segmentation_config(config, seg_num_labelled=labelled, **SEG_SWEEP)
+
+        def score(blocks, t):
+            ex = extractor.replace(t=float(t), blocks=tuple(blocks))
+            seg = representation.segment_digits(ex, cfg, train, val, max_epochs=SEG_SWEEP_EPOCHS)
+            logging.info("%s %s: seg %s t=%g mIoU %.3f", task, row, blocks, t, seg["miou"]["mean"])
+            return {
+                "blocks": list(blocks),
+                "t": float(t),
+                "miou": seg["miou"]["mean"],
+                "dice": seg["dice"]["mean"],
+            }
+
+        t0 = probe["chosen"]["t"] if probe else 0.0
+        rows = [score(blocks, t0) for blocks in sets]
+        best = readout.choose(rows, "miou")
+        rows += [score(best["blocks"], t) for t in ts if t != t0]
+        return {"sweep": rows, "chosen": readout.choose(rows, "miou")}
+
+    return _cached(os.path.join(study_dir, "segmentation_choice.json"), compute)
+
+
+def evaluate_test(task, row, extractor, config, study_dir, probe, seg):
+    """Test results at the chosen readouts (cached): probe per budget at its l2, and
+    segmentation with the protocol's ensembles per labelled budget."""
+
+    def compute():
+        train, test = _splits(task, config, final=True)
+        out = {"probe": None, "segmentation": {}}
+        if probe is not None:
+            c = probe["chosen"]
+            feats = [
+                readout.pooled_features(
+                    extractor, s.images, t=c["t"], blocks=(c["block"],), grid=c["grid"]
+                )
+                for s in (train, test)
+            ]
+            out["probe"] = {
+                budget: readout.probe_scores(
+                    feats[0],
+                    train.labels,
+                    feats[1],
+                    test.labels,
+                    per_class=10,
+                    seeds=range(5),
+                    l2=probe["l2"][budget],
+                )
+                for budget in ("all", "per_class")
+            }
+        if seg is not None:
+            c = seg["chosen"]
+            ex = extractor.replace(t=c["t"], blocks=tuple(c["blocks"]))
+            for labelled in SEG_LABELLED[task]:
+                cfg = readout.segmentation_config(config, seg_num_labelled=labelled)
+                out["segmentation"][str(labelled)] = representation.segment_digits(
+                    ex, cfg, train, test
+                )
+        return out
+
+    return _cached(os.path.join(study_dir, "test.json"), compute)
+
+
+def _choice(task, row) -> dict:
+    """The readouts chosen for the task's seed-0 `row` network (the random network's floor
+    is read where DDPM reads; a longer budget where the same recipe's network reads)."""
+    study = os.path.join(flags.FLAGS.runs, task, f"{row}_s0", "study")
+    chosen = {"probe": None, "segmentation": None}
+    for key, name in (("probe", "probe_choice"), ("segmentation", "segmentation_choice")):
+        path = os.path.join(study, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                chosen[key] = json.load(f)
+    if chosen["probe"] is None and chosen["segmentation"] is None:
+        raise FileNotFoundError(f"no readout chosen in {study}: run --task={task} --rows={row}")
+    if task == "digits":
+        probe = chosen["probe"]["chosen"]
+        chosen["segmentation"] = {"chosen": {"blocks": [probe["block"]], "t": probe["t"]}}
+    return chosen
+
+
+def run_row(task, row, seed, chosen=None):
+    """Pretrains, chooses (seed 0) and tests one row; returns its study records."""
+    workdir = os.path.join(flags.FLAGS.runs, task, f"{row}_s{seed}")
+    study_dir = os.path.join(workdir, "study")
+    extractor, config = _extractor(task, row, seed, workdir)
+    if chosen is None and row == "random_init":  # the floor is read where DDPM reads
+        chosen = _choice(task, "ddpm")
+    if chosen is None and task == "long":  # read where the row's digits network reads
+        chosen = _choice("digits", row)
+    if chosen is None:
+        probe = (
+            None if task == "canvases" else choose_probe(task, row, extractor, config, study_dir)
+        )
+        seg = None
+        if task == "canvases":
+            seg = choose_segmentation(task, row, extractor, config, study_dir, probe)
+        elif task == "digits":  # single digits: segmented where the probe reads (no sweep)
+            seg = {"chosen": {"blocks": [probe["chosen"]["block"]], "t": probe["chosen"]["t"]}}
+        chosen = {"probe": probe, "segmentation": seg}
+    test = evaluate_test(
+        task, row, extractor, config, study_dir, chosen["probe"], chosen["segmentation"]
     )
-
-
-def _tail(out: str) -> str:
-    """The hand-written part of an existing `out` from `TAIL_MARKER` on, or a fresh one."""
-    if os.path.exists(out):
-        with open(out) as f:
-            text = f.read()
-        if TAIL_MARKER in text:
-            return text[text.index(TAIL_MARKER) :]
-    return "\n".join(DEFAULT_TAIL)
+    logging.info("%s/%s seed %d: %s", task, row, seed, test)
+    return chosen
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.ERROR)
     f = flags.FLAGS
-    unknown = sorted(set(f.recipes) - set(RECIPES) - set(BASELINES))
-    if unknown:
-        raise app.UsageError(f"unknown --recipes {unknown}; known: {[*RECIPES, *BASELINES]}")
-    runs = f.runs or os.path.join(REPO, "runs", "compare_quick" if f.quick else "compare")
-    out = f.out or os.path.join(*((runs,) if f.quick else (REPO, "docs")), "results.md")
-    epochs = f.seg_max_epochs or (3 if f.quick else 100)
-    rows = []
-    for name in f.recipes:
-        results, note = _evaluate(name, runs, f.quick, epochs, f.reevaluate)
-        rows.append(((RECIPES.get(name) or (BASELINES[name],))[0], results, note))
-        print(f"{name}:\n{representation.format_results(results)}", flush=True)
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
-    command = " ".join([".venv/bin/python", script, *sys.argv[1:]])
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    text = _markdown(rows, command, f.quick, epochs) + "\n" + _tail(out)
-    with open(out, "w") as file:
-        file.write(text)
-    print(f"wrote {out}")
+    if not f.write_only:
+        with_baselines = f.task in ("digits", "canvases")
+        known = [*ROWS[f.task], *(BASELINES if with_baselines else ())]
+        rows = f.rows or known
+        unknown = sorted(set(rows) - set(known))
+        if unknown:
+            raise app.UsageError(f"unknown --rows {unknown}; known: {known}")
+        for row in rows:
+            one = row in (*BASELINES, *SEED_0_ONLY) or f.task != "digits"
+            seeds = [0] if one else [int(s) for s in f.seeds]
+            chosen = None
+            for seed in seeds:
+                chosen = run_row(f.task, row, seed, chosen)
+    study_tables.write_page(f.runs, f.out, ROWS, BASELINES)
 
 
 if __name__ == "__main__":

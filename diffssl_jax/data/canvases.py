@@ -21,12 +21,12 @@ the draw sharing the fewest ink pixels is kept. Digits therefore often touch and
 overlap, but each keeps most of its strokes.
 
 Splits never share a source digit: 'test' canvases draw from the digits' test split (450);
-'validation' from `VALIDATION_DIGITS` digits carved from the digits' train split (stratified
-by class, seed 0), 'train' from the remaining train digits. Sizes: `SIZES` canvases; each
-split has its own fixed seed (`SPLIT_SEEDS`), so the canvases are a pure function of the
-split and the canvas size. The digits come in as `sources.DigitsSource` (the `digits`
-argument: `sources.make_source("canvases", split)` passes it), since `sources` imports this
-module.
+'validation' from the digits' own 'validation' split (270 train digits, stratified by
+class, seed 0; `sources.DigitsSource`), 'train' from the remaining train digits. Sizes:
+`SIZES` canvases; each split has its own fixed seed (`SPLIT_SEEDS`), so the canvases are a
+pure function of the split and the canvas size. The digits come in as
+`sources.DigitsSource` (the `digits` argument: `sources.make_source("canvases", split)`
+passes it), since `sources` imports this module.
 """
 
 import functools
@@ -40,7 +40,6 @@ DIGIT_SIZE = 12
 MIN_DIGITS, MAX_DIGITS = 2, 4
 SIZES = {"train": 2000, "validation": 500, "test": 500}
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
-VALIDATION_DIGITS = 270  # 20% of the 1347 train digits
 INK_THRESHOLD = 0.5  # on (x + 1) / 2, as `evaluation.digit_tasks.INK_THRESHOLD`
 MAX_SHARED_INK = 0.25
 PLACEMENT_TRIES = 50
@@ -57,7 +56,7 @@ def digit_pool(digits, split: str) -> np.ndarray:
     """Sorted indices in `sklearn.datasets.load_digits()` of the digits a split draws from.
 
     Args:
-      digits: `sources.DigitsSource` (its 'train' and 'test' splits are carved here).
+      digits: `sources.DigitsSource` (its train_minus_validation, validation and test splits).
       split: 'train', 'validation' or 'test'.
 
     Raises:
@@ -65,15 +64,8 @@ def digit_pool(digits, split: str) -> np.ndarray:
     """
     if split not in SIZES:
         raise ValueError(f"unknown canvases split {split!r}; valid splits: {tuple(SIZES)}.")
-    if split == "test":
-        return digits("test").indices
-    import sklearn.model_selection  # Here, not at the top: importing sklearn takes seconds.
-
-    train = digits("train")
-    rest, validation = sklearn.model_selection.train_test_split(
-        train.indices, test_size=VALIDATION_DIGITS, stratify=train.labels, random_state=0
-    )
-    return np.sort(validation if split == "validation" else rest)
+    pools = {"train": "train_minus_validation", "validation": "validation", "test": "test"}
+    return digits(pools[split]).indices
 
 
 def place_digits(rng: np.random.Generator, ink: np.ndarray, num_canvases: int, canvas_size: int):

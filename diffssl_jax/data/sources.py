@@ -17,8 +17,9 @@ from diffssl_jax.data.phantoms import PhantomSource
 from diffssl_jax.data.resize import resize_bilinear
 from diffssl_jax.data.tfds_source import TfdsSource
 
-DIGITS_SPLITS = ("train", "test", "all")
+DIGITS_SPLITS = ("train", "test", "all", "validation", "train_minus_validation")
 DIGITS_TEST_SIZE = 450  # docs/methods.md F: stratified 1347 train / 450 test, seed 0
+DIGITS_VALIDATION_SIZE = 270  # 20 % of the train digits, for choices made on validation
 
 
 @functools.cache
@@ -40,7 +41,11 @@ def _digits_images(image_size: int) -> np.ndarray:
 
 @functools.cache
 def _digits_indices(split: str) -> np.ndarray:
-    """Sorted indices of a digits split; train/test are stratified by class with seed 0."""
+    """Sorted indices of a digits split.
+
+    train / test: stratified by class, seed 0. validation: `DIGITS_VALIDATION_SIZE` of the
+    train digits, stratified by class, seed 0; train_minus_validation: the other train digits.
+    """
     import sklearn.model_selection
 
     _, labels = _load_digits()
@@ -50,7 +55,15 @@ def _digits_indices(split: str) -> np.ndarray:
     train, test = sklearn.model_selection.train_test_split(
         everything, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=0
     )
-    return np.sort(train if split == "train" else test)
+    if split in ("train", "test"):
+        return np.sort(train if split == "train" else test)
+    rest, validation = sklearn.model_selection.train_test_split(
+        np.sort(train),
+        test_size=DIGITS_VALIDATION_SIZE,
+        stratify=labels[np.sort(train)],
+        random_state=0,
+    )
+    return np.sort(validation if split == "validation" else rest)
 
 
 class DigitsSource(ArraySource):
@@ -60,7 +73,10 @@ class DigitsSource(ArraySource):
     by /16 to [0, 1] then to [-1, 1]; stratified split of 1347 train / 450 test, seed 0.
 
     Args:
-      split: 'train' (1347), 'test' (450) or 'all' (1797).
+      split: 'train' (1347), 'test' (450), 'all' (1797), or 'validation' (270 of the train
+        digits) and 'train_minus_validation' (the other 1077), for choices made on validation
+        (a representation is pretrained on 'train'; its readout is chosen by probes fitted on
+        'train_minus_validation' and scored on 'validation').
       image_size: output side length `S` (16 in the protocol).
 
     Attributes:

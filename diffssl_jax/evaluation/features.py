@@ -32,7 +32,8 @@ from diffssl_jax.training.checkpoint import load_config, load_params
 
 WHICH = ("ema", "params", "random_init")
 POOLINGS = ("mean", "flatten")
-_SETTINGS = ("t", "blocks", "resize_to", "concat", "pooled", "pooling", "batch_size", "seed")
+_READ = ("t", "blocks", "resize_to", "concat", "pooled", "pooling", "pool_grid")
+_SETTINGS = (*_READ, "batch_size", "seed")
 
 
 def _recipe_blocks(features_fn, params, images, rng, t, blocks) -> tuple[list, tuple]:
@@ -47,7 +48,18 @@ def _recipe_blocks(features_fn, params, images, rng, t, blocks) -> tuple[list, t
     return names, jax.vmap(one)(images, rng)
 
 
-def _postprocess(feats: dict, resize_to, concat: bool, pooled: bool, pooling: str):
+def grid_pool(maps, grid: int):
+    """Average-pools `[N, h, w, c]` maps over a `grid x grid` partition, flattened in (row,
+    column, channel) order: `[N, grid^2 c]`. `grid = 1` is the global average pool; the grid
+    must divide h and w. Works on NumPy and JAX arrays."""
+    n, h, w, c = maps.shape
+    if grid < 1 or h % grid or w % grid:
+        raise ValueError(f"pool grid {grid} must be >= 1 and divide the map size {h}x{w}")
+    cells = maps.reshape(n, grid, h // grid, grid, w // grid, c).mean((2, 4))
+    return cells.reshape(n, grid * grid * c)
+
+
+def _postprocess(feats: dict, *, resize_to, concat: bool, pooled: bool, pooling: str, pool_grid):
     """Resizes (bilinear, half-pixel centres), then concatenates or pools the block maps."""
     for name, value in feats.items():
         if value.ndim != 4:
@@ -58,7 +70,7 @@ def _postprocess(feats: dict, resize_to, concat: bool, pooled: bool, pooling: st
     if pooled and pooling == "flatten":
         return jnp.concatenate([v.reshape(len(v), -1) for v in feats.values()], -1).astype("f4")
     if pooled:
-        return jnp.concatenate([v.mean((1, 2)) for v in feats.values()], -1).astype("f4")
+        return jnp.concatenate([grid_pool(v, pool_grid) for v in feats.values()], -1).astype("f4")
     if concat:
         sizes = {name: v.shape[1:3] for name, v in feats.items()}
         if len(set(sizes.values())) > 1:
@@ -67,17 +79,13 @@ def _postprocess(feats: dict, resize_to, concat: bool, pooled: bool, pooling: st
     return feats
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("features_fn", "t", "blocks", "resize_to", "concat", "pooled", "pooling"),
-)
-def _extract_chunk(
-    params, images, indices, rng, *, features_fn, t, blocks, resize_to, concat, pooled, pooling
-):
+@functools.partial(jax.jit, static_argnames=("features_fn", *_READ))
+def _extract_chunk(params, images, indices, rng, *, features_fn, t, blocks, **postprocess):
     """Features of one chunk `[b, H, W, C]`; image `j` uses the key `fold_in(rng, indices[j])`."""
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(indices)
     names, maps = _recipe_blocks(features_fn, params, images, keys, t, blocks)
-    return _postprocess(dict(zip(names, maps, strict=True)), resize_to, concat, pooled, pooling)
+    feats = dict(zip(names, maps, strict=True))
+    return _postprocess(feats, **postprocess)
 
 
 def _check_images(images) -> np.ndarray:
@@ -101,7 +109,9 @@ class FeatureExtractor:
         resize_to: `(H, W)` to bilinearly resize every map to, or None.
         concat: return `{"features": [N, H, W, sum c]}` (needs equal sizes or `resize_to`).
         pooled: return one `[N, D]` array: the blocks, each pooled, concatenated.
-        pooling: "mean" (global average pool, `D = sum c`) or "flatten" (`D = sum h w c`).
+        pooling: "mean" (average pool over `pool_grid`, `D = sum pool_grid^2 c`) or
+            "flatten" (`D = sum h w c`).
+        pool_grid: cells per side of the "mean" pooling (`grid_pool`); 1 = global average.
         batch_size: images per jitted call (bounds memory).
         seed: root of the per-image corruption keys.
         info: provenance written with results (workdir, which, step).
@@ -115,6 +125,7 @@ class FeatureExtractor:
     concat: bool = False
     pooled: bool = False
     pooling: str = "mean"
+    pool_grid: int = 1
     batch_size: int = 64
     seed: int = 0
     info: dict = dataclasses.field(default_factory=dict)
@@ -126,6 +137,8 @@ class FeatureExtractor:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if int(self.pool_grid) < 1:
+            raise ValueError(f"pool_grid must be >= 1, got {self.pool_grid}")
         if self.resize_to is not None and (len(self.resize_to) != 2 or min(self.resize_to) < 1):
             raise ValueError(f"resize_to must be (H, W) with H, W >= 1, got {self.resize_to}")
         if self.pooled and (self.concat or self.resize_to is not None):
@@ -165,6 +178,7 @@ class FeatureExtractor:
                 concat=self.concat,
                 pooled=self.pooled,
                 pooling=self.pooling,
+                pool_grid=int(self.pool_grid),
             )
             chunks.append(jax.tree.map(lambda a, c=count: np.asarray(a[:c]), out))
         return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)

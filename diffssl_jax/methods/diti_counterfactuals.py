@@ -5,15 +5,23 @@ invert x0 deterministically to x_T with DDIM (Song et al. 2021, Eq. 12 with sigm
 guided at every step n by the image's own feature masked to the subsets seen at n,
 z * m_floor(n k / T); then generate back from x_T with a feature whose chosen subsets are
 interpolated towards a second image's, z = z1 + alpha (z2 - z1) on those dims. The guided
-noise is eps_θ - sqrt(1 - ab_n) G (`diti.sample_eps`) and the generation clips the x0
-estimate to [-1, 1] at every step.
+noise is eps_θ - sqrt(1 - ab_n) G (`diti.sample_eps`).
 
 One DDIM update from ab to ab' (both directions): x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab),
-x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps. As published (the reference's `lerp_seg` with
-`lerpT=True`), the generation at weight alpha starts from the spherical interpolation of the
-two images' inversions, x_T = slerp(x_T1, x_T2, alpha), with the same alpha as the feature;
-alpha = 0 starts from image 1's own inversion. `slerp_xt=False` keeps x_T1 at every weight,
-so that only the chosen subsets differ from image 1's reconstruction.
+x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps. As the reference's `ddim_sample` and `ddim_encode`
+(PDAE's `diffusion/ddim.py`), both the inversion and the generation clip
+x0_hat to [-1, 1] and then re-derive the noise from the clipped estimate,
+eps' = (x - sqrt(ab) clip(x0_hat)) / sqrt(1 - ab), so that x stays on the DDIM line
+x = sqrt(ab) clip(x0_hat) + sqrt(1 - ab) eps'. Clipping x0_hat but keeping eps (as this module
+did before 2026-12-07, in the generation only) moves x off that line whenever the estimate
+clips, which near n = T - 1 (sqrt(ab) ~ 0.006) is almost always: on the digits it cost the
+frozen prior's own 50-step round trip 16 dB (22.2 against 38.8 dB, docs/diti.md).
+
+As published (the reference's `lerp_seg` with `lerpT=True`), the generation at weight alpha
+starts from the spherical interpolation of the two images' inversions, x_T = slerp(x_T1, x_T2,
+alpha), with the same alpha as the feature; alpha = 0 starts from image 1's own inversion.
+`slerp_xt=False` keeps x_T1 at every weight, so that only the chosen subsets differ from image
+1's reconstruction.
 
 Pure computations on arrays and functions (no I/O): `diti.make_recipe` offers them as the
 recipe's `counterfactuals`; `evaluation.counterfactuals` picks the images, draws the strips
@@ -26,9 +34,18 @@ import numpy as np
 
 
 def ddim_update(x, eps, alpha_bar_from, alpha_bar_to, clip: bool = False):
-    """One deterministic DDIM step from noise level ab to ab' (module docstring)."""
+    """One deterministic DDIM step from noise level ab to ab' (module docstring).
+
+    With `clip`, x0_hat is clipped to [-1, 1] and the noise re-derived from it,
+    eps' = (x - sqrt(ab) x0_hat) / sqrt(1 - ab) (eps itself at ab = 1, where x = x0_hat);
+    where nothing clips eps' = eps and the step is the unclipped one.
+    """
     x0_hat = (x - jnp.sqrt(1.0 - alpha_bar_from) * eps) / jnp.sqrt(alpha_bar_from)
-    x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if clip else x0_hat
+    if clip:
+        x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+        noisy = jnp.asarray(alpha_bar_from) < 1.0
+        safe = jnp.where(noisy, 1.0 - alpha_bar_from, 1.0)
+        eps = jnp.where(noisy, (x - jnp.sqrt(alpha_bar_from) * x0_hat) / jnp.sqrt(safe), eps)
     return jnp.sqrt(alpha_bar_to) * x0_hat + jnp.sqrt(1.0 - alpha_bar_to) * eps
 
 
@@ -39,17 +56,18 @@ def step_grid(num_steps: int, num_ddim: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_steps - 1, num_ddim)).astype(np.int32))
 
 
-def invert(eps_fn, alpha_bar, x0, z, steps):
+def invert(eps_fn, alpha_bar, x0, z, steps, clip: bool = True):
     """x at n_{S-1} from x0 by guided DDIM up the grid (first step: from ab = 1 to ab_{n_0}).
 
-    `eps_fn(x, n, z)`; `generate` retraces the same levels down to ab = 1.
+    `eps_fn(x, n, z)`; `generate` retraces the same levels down to ab = 1; `clip` as in
+    `ddim_update` (the reference's `ddim_encode` clips).
     """
 
     def body(x, pair):
         n, n_next = pair
-        return ddim_update(x, eps_fn(x, n, z), alpha_bar[n], alpha_bar[n_next]), None
+        return ddim_update(x, eps_fn(x, n, z), alpha_bar[n], alpha_bar[n_next], clip), None
 
-    x = ddim_update(x0, eps_fn(x0, steps[0], z), 1.0, alpha_bar[steps[0]])
+    x = ddim_update(x0, eps_fn(x0, steps[0], z), 1.0, alpha_bar[steps[0]], clip)
     pairs = (jnp.asarray(steps[:-1]), jnp.asarray(steps[1:]))
     return jax.lax.scan(body, x, pairs)[0]
 

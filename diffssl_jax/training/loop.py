@@ -42,8 +42,9 @@ from diffssl_jax.training.state import TrainState, create_train_state
 from diffssl_jax.training.step import make_optimizer, make_train_step
 
 # Keys (fnmatch patterns) that may change when a run resumes: they set how the run goes on
-# (optimiser, length, cadence, devices), not what the checkpointed state means. Everything
-# else (model, data, corruption, objective, method, seed, batch size, pipeline) may not.
+# (optimiser, length, cadence, devices) or is evaluated, not what the checkpointed state means.
+# Everything else (model, data, corruption, objective, method, seed, batch size, pipeline)
+# may not.
 # optim.grad_clip_norm may change but not between 0 and > 0 (`validation.resume_conflicts`).
 RESUMABLE_CHANGES = (
     "optim.*",  # lr_peak, warmup_steps, decay, weight_decay, grad_clip_norm, ema_decay
@@ -56,6 +57,7 @@ RESUMABLE_CHANGES = (
     "train.progress_bar",
     "mesh.num_devices",  # the same global batch on another device count
     "em.num_laps",  # EM (`diffssl_jax.em`): extending a finished run continues from its last lap
+    "eval.*",  # how the trained network is read and scored, never what it is
 )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from diffssl_jax.data import canvases
 from diffssl_jax.data.canvases import CanvasSource, digit_pool
-from diffssl_jax.data.sources import DigitsSource, make_source
+from diffssl_jax.data.sources import DIGITS_VALIDATION_SIZE, DigitsSource, make_source
 from diffssl_jax.evaluation import digit_tasks
 
 SPLITS = ("train", "validation", "test")
@@ -71,7 +71,7 @@ def test_splits_never_share_a_source_digit(sources):
     assert not pools["train"] & pools["test"] and not pools["validation"] & pools["test"]
     assert pools["train"] | pools["validation"] == set(DigitsSource("train").indices)
     assert pools["test"] == set(DigitsSource("test").indices)
-    assert len(pools["validation"]) == canvases.VALIDATION_DIGITS
+    assert len(pools["validation"]) == DIGITS_VALIDATION_SIZE
     labels = DigitsSource("all").labels
     assert (
         np.bincount(labels[digit_pool(DigitsSource, "validation")], minlength=10).min() >= 26

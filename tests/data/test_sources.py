@@ -32,6 +32,18 @@ def test_digits_split_sizes_partition_all(train, test):
     )
 
 
+def test_digits_validation_split_partitions_train_by_class(train):
+    validation = DigitsSource("validation")
+    rest = DigitsSource("train_minus_validation")
+    assert (len(validation), len(rest)) == (sources.DIGITS_VALIDATION_SIZE, 1347 - 270)
+    assert not set(validation.indices) & set(rest.indices)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([validation.indices, rest.indices])), train.indices
+    )
+    proportional = np.bincount(train.labels, minlength=10) * 270 / 1347
+    assert np.abs(np.bincount(validation.labels, minlength=10) - proportional).max() <= 1
+
+
 def test_digits_split_is_stratified(train, test):
     all_counts = np.bincount(DigitsSource("all").labels, minlength=10)
     for split in (train, test):
@@ -80,7 +92,7 @@ def test_digits_pickle_rebuilds_from_arguments(test):
 
 def test_digits_bad_split_lists_valid_splits():
     with pytest.raises(ValueError, match="'train', 'test', 'all'"):
-        DigitsSource("validation")
+        DigitsSource("valid")
 
 
 def _images(n=4):

@@ -12,6 +12,7 @@ from diffssl_jax import methods, training
 from diffssl_jax.configs.ddpm.digits import get_config
 from diffssl_jax.data import DigitsSource
 from diffssl_jax.evaluation import features
+from diffssl_jax.evaluation.features import grid_pool
 from diffssl_jax.training.state import create_train_state
 from diffssl_jax.training.step import make_optimizer
 
@@ -99,6 +100,25 @@ def test_resize_concat_and_pooled_agree_with_dense(extractor, images, dense):
     np.testing.assert_allclose(
         pooled, np.concatenate([dense[b].mean((1, 2)) for b in BLOCKS], -1), atol=1e-5
     )
+
+
+def test_grid_pooling_averages_each_cell(extractor, images, dense):
+    pooled = extractor.replace(pooled=True, pool_grid=2)(images)
+    expected = []
+    for block in BLOCKS:
+        maps = np.asarray(dense[block], np.float64)
+        h, w = maps.shape[1:3]
+        cells = [
+            maps[:, i * h // 2 : (i + 1) * h // 2, j * w // 2 : (j + 1) * w // 2].mean((1, 2))
+            for i in range(2)
+            for j in range(2)
+        ]
+        expected.append(np.concatenate(cells, -1))
+    np.testing.assert_allclose(pooled, np.concatenate(expected, -1), atol=1e-5)
+    with pytest.raises(ValueError, match="divide the map size"):
+        grid_pool(np.zeros((1, 6, 6, 2)), 4)
+    with pytest.raises(ValueError, match="pool_grid must be >= 1"):
+        extractor.replace(pool_grid=0)
 
 
 def test_block_order_follows_request(workdir, images):

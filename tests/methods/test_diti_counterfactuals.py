@@ -49,6 +49,47 @@ def _x64():
         yield
 
 
+def test_a_clipped_ddim_step_rederives_the_noise_and_stays_on_the_ddim_line(_x64):
+    # The reference's DDIM (PDAE's diffusion/ddim.py): x0_hat clipped to [-1, 1], then
+    # eps' = (x - sqrt(ab) x0_hat) / sqrt(1 - ab) and x' = sqrt(ab') x0_hat + sqrt(1 - ab') eps'.
+    ab, ab_to = 0.3, 0.05
+    x, eps = _gaussians(8, (2, 4, 4, 1)), _gaussians(9, (2, 4, 4, 1))
+    x0_hat = np.clip((np.asarray(x) - np.sqrt(1 - ab) * np.asarray(eps)) / np.sqrt(ab), -1, 1)
+    assert 0 < np.mean(np.abs(x0_hat) == 1) < 1  # some pixels clip, some do not
+    eps_new = (np.asarray(x) - np.sqrt(ab) * x0_hat) / np.sqrt(1 - ab)
+    got = diti_counterfactuals.ddim_update(x, eps, ab, ab_to, clip=True)
+    np.testing.assert_allclose(got, np.sqrt(ab_to) * x0_hat + np.sqrt(1 - ab_to) * eps_new,
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    # x stays on its DDIM line: a clipped step to the same level changes nothing.
+    same = diti_counterfactuals.ddim_update(x, eps, ab, ab, clip=True)
+    np.testing.assert_allclose(same, x, rtol=1e-12, atol=1e-12)
+    # Where nothing clips, the clipped and unclipped steps agree; from ab = 1, x is x0_hat.
+    small = 0.1 * x
+    np.testing.assert_allclose(
+        diti_counterfactuals.ddim_update(small, 0.0 * eps, ab, ab_to, clip=True),
+        diti_counterfactuals.ddim_update(small, 0.0 * eps, ab, ab_to),
+        rtol=1e-12,
+    )
+    x0 = jnp.clip(x, -1, 1)
+    np.testing.assert_allclose(
+        diti_counterfactuals.ddim_update(x0, eps, 1.0, ab_to, clip=True),
+        np.sqrt(ab_to) * x0 + np.sqrt(1 - ab_to) * eps,
+        rtol=1e-12,
+    )
+    # The inversion clips too: with an eps whose x0 estimate leaves [-1, 1], invert equals the
+    # loop of clipped steps, and differs from the unclipped one.
+    abs_, _ = diti.step_alpha_bars(LinearVP(), 1000, dtype=jnp.float64)
+    steps = diti_counterfactuals.step_grid(1000, 6)
+    eps_fn = lambda x, n, z: 3.0 * jnp.tanh(x)  # noqa: E731
+    h = diti_counterfactuals.ddim_update(x0, eps_fn(x0, 0, None), 1.0, abs_[steps[0]], True)
+    for n, n_next in zip(steps[:-1], steps[1:], strict=True):
+        h = diti_counterfactuals.ddim_update(h, eps_fn(h, n, None), abs_[n], abs_[n_next], True)
+    inverted = diti_counterfactuals.invert(eps_fn, abs_, x0, None, steps)
+    np.testing.assert_allclose(inverted, h, rtol=1e-10, atol=1e-12)
+    unclipped = diti_counterfactuals.invert(eps_fn, abs_, x0, None, steps, clip=False)
+    assert not np.allclose(inverted, unclipped, atol=1e-3)
+
+
 def _gaussians(seed, shape):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape))
 

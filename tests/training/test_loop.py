@@ -78,3 +78,12 @@ def test_a_workdir_written_before_a_key_existed_resumes_with_its_old_behaviour()
     conflicts = validation.resume_conflicts(saved, current, ())
     assert conflicts == ["posterior.safeguard: 'residual_cap' -> 'trust_region'"]
     assert validation.resume_conflicts({"a": 1}, {"a": 1}, ()) == []  # no key is invented
+
+
+def test_evaluation_settings_may_change_on_resume_the_model_may_not():
+    saved = {"eval": {"feature_blocks": [], "feature_t": 0.05}, "model": {"channels": 32}}
+    current = {"eval": {"feature_blocks": ["dec_0"], "feature_t": 0.0}, "model": {"channels": 32}}
+    assert validation.resume_conflicts(saved, current, loop.RESUMABLE_CHANGES) == []
+    current["model"]["channels"] = 64
+    conflicts = validation.resume_conflicts(saved, current, loop.RESUMABLE_CHANGES)
+    assert conflicts == ["model.channels: 32 -> 64"]

@@ -1,0 +1,101 @@
+"""`scripts/diti_counterfactual_study.py`: its tables' numbers, and on a tiny DiTi run (tiny
+DDPM prior trained here) that every checkpoint is checked, results are cached in the workdir
+and a rerun recomputes nothing."""
+
+import functools
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from diffssl_jax import methods, recipe_inputs, training
+from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
+from diffssl_jax.configs.diti.digits import get_config as get_diti_config
+from diffssl_jax.evaluation import counterfactuals as cf
+from diffssl_jax.evaluation.calibration import mean_interval
+
+
+@functools.cache  # once: the script defines absl flags
+def _load_script():
+    path = os.path.join(REPO_ROOT, "scripts", "diti_counterfactual_study.py")
+    spec = importlib.util.spec_from_file_location("diti_counterfactual_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reconstruction_table_gives_the_paired_difference_interval():
+    script = _load_script()
+    guided, prior = [20.0, 22.0, 27.0], [19.0, 21.0, 20.0]
+    table = script.reconstruction_table([("s0", {"step": 300, "guided": guided, "prior": prior})])
+    mean, half = mean_interval(np.subtract(guided, prior))  # t(0.975, 2) = 4.303, s = sqrt(12)
+    assert mean == 3.0 and half == pytest.approx(4.303 * np.sqrt(12.0 / 3.0), rel=1e-3)
+    row = table.splitlines()[-1].split(" | ")
+    assert row[1:3] == ["300", "3"] and row[3] == "23.00 ± 8.96" and row[4] == "20.00 ± 2.48"
+    assert row[5] == f"{mean:.2f} ± {half:.2f} |"
+
+
+def _info(ink, slant):
+    fractions = {"early": {"ink_mass": [0.0, ink], "slant": [0.0, slant], "width": [0.0, 0.0],
+                           "p_class": [0.0, 1.0]}}  # fmt: skip
+    return {
+        "alphas": [0.0, 1.0],
+        "groups": {"early": [0, 34]},
+        "transfer": {"fractions": fractions},
+    }
+
+
+def test_transfer_table_is_mean_and_sample_std_over_runs_then_per_run():
+    script = _load_script()
+    table = script.transfer_tables([("s0", _info(0.1, 0.5)), ("s1", _info(0.3, 0.5))])
+    lines = table.splitlines()
+    assert lines[0] == "f at weight 1, mean ± std over 2 runs"
+    # ink: mean 0.2, sample std |0.3 - 0.1| / sqrt(2) = 0.14; slant 0.5 ± 0
+    assert (
+        lines[4] == "| early | 0–34 (35) | 0.20 ± 0.14 | 0.50 ± 0.00 | 0.00 ± 0.00 | 1.00 ± 0.00 |"
+    )
+    assert lines[-2:] == ["| early | s0 | 0.10 | 0.50 | 0.00 | 1.00 |",
+                          "| early | s1 | 0.30 | 0.50 | 0.00 | 1.00 |"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_diti(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    prior = get_ddpm_config("tiny")
+    prior.train.num_steps = 2
+    prior.train.sample_every_steps = 0
+    training.train(prior, str(root / "prior"), methods.make_recipe(prior))
+    config = get_diti_config("tiny")
+    config.diti.prior_workdir = str(root / "prior")
+    config.train.num_steps = 4  # checkpoints at 2 and 4
+    inputs = recipe_inputs.prepare(config, str(root / "diti"))
+    training.train(config, str(root / "diti"), methods.make_recipe(config, inputs))
+    return str(root / "diti")
+
+
+@pytest.mark.slow
+def test_study_checks_every_checkpoint_and_caches_in_the_workdir(tiny_diti, monkeypatch):
+    script = _load_script()
+    assert script.checkpoint_steps(tiny_diti) == [2, 4]
+    first = {s: script.reconstruction(tiny_diti, s, 3, 4) for s in (2, 4)}
+    for step, r in first.items():
+        assert r["step"] == step and len(r["guided"]) == len(r["prior"]) == 3
+        assert np.all(np.isfinite(r["guided"])) and np.all(np.isfinite(r["prior"]))
+    # G differs between the checkpoints, the frozen prior's round trip does not
+    np.testing.assert_allclose(first[2]["prior"], first[4]["prior"], rtol=1e-6)
+    info = script.transfer(tiny_diti, 2, 4)
+    assert info["step"] == 4 and info["x_T"] == "slerp" and info["transfer"]["num_pairs"] == 2
+    assert set(info["transfer"]["fractions"]) == {"early", "late", "all"}
+    assert os.path.exists(os.path.join(tiny_diti, "eval", "study_transfer_step4_2x4.json"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached result was recomputed")
+
+    monkeypatch.setattr(cf, "reconstruction_psnrs", fail)
+    monkeypatch.setattr(cf, "evaluate_workdir_counterfactuals", fail)
+    assert script.reconstruction(tiny_diti, 4, 3, 4) == first[4]
+    assert script.transfer(tiny_diti, 2, 4) == info
+    table = script.transfer_tables([("s0", info)])
+    assert "| all | 0–63 (64) |" in table and "nan" in table  # one run: no std
