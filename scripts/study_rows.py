@@ -20,7 +20,7 @@ ROWS = {
         "mae": ("MAE", "mae/canvases", ()),
         "ldae": ("l-DAE", "ldae/canvases", ()),
     },
-    "long": {  # the leading rows of the digits table at twice the budget (DDPM: not run yet)
+    "long": {  # the two leading rows of the digits table at twice the budget
         "ddpm": ("DDPM, 2x budget", "ddpm/digits", ()),
         "mae": ("MAE, 2x budget", "mae/digits", ()),
     },
