@@ -34,7 +34,7 @@ ROWS = {
         **{f"eps_d{d}": (f"eps, d = {d}", f"ldae/digits:eps,d{d}", ()) for d in (1, 2, 8, 16)},
     },
 }
-SEED_0_ONLY = ("mdm_fixed_t",)  # an ablation row: one pretraining seed, for compute
+SEED_0_ONLY = ()  # rows run at pretraining seed 0 only (none now)
 BASELINES = {"random_init": "random-init U-Net (DDPM config)", "raw_pixels": "raw pixels"}
 # Segmentation: the sweep's smaller ensembles, then the protocol of docs/methods.md A.6.
 SEG_SWEEP = {"seg_num_models": 3, "seg_seeds": 2}
