@@ -55,6 +55,11 @@ flags.DEFINE_bool("write_only", False, "Only regenerate docs/results.md from the
 flags.DEFINE_string("out", os.path.join(REPO, "docs", "results.md"), "Markdown page.")
 
 
+def _with_eval(config, settings: dict):
+    """`config` with `settings` in its eval group (`representation.apply_eval_overrides`)."""
+    return representation.apply_eval_overrides(config, [f"{k}={v!r}" for k, v in settings.items()])
+
+
 def _cached(path: str, compute):
     if os.path.exists(path):
         with open(path) as f:
@@ -148,7 +153,8 @@ def choose_segmentation(task, row, extractor, config, study_dir, probe):
         ts, _, _, sets = _candidates(task, row, config)
         train, val = _splits(task, config, final=False)
         labelled = SEG_LABELLED[task][0]
-        cfg = readout.segmentation_config(config, seg_num_labelled=labelled, **SEG_SWEEP)
+        settings = {"seg_num_labelled": labelled, **SEG_SWEEP}
+        cfg = _with_eval(config, settings)
 
         def score(blocks, t):
             ex = extractor.replace(t=float(t), blocks=tuple(blocks))
@@ -201,7 +207,7 @@ def evaluate_test(task, row, extractor, config, study_dir, probe, seg):
             c = seg["chosen"]
             ex = extractor.replace(t=c["t"], blocks=tuple(c["blocks"]))
             for labelled in SEG_LABELLED[task]:
-                cfg = readout.segmentation_config(config, seg_num_labelled=labelled)
+                cfg = _with_eval(config, {"seg_num_labelled": labelled})
                 out["segmentation"][str(labelled)] = representation.segment_digits(
                     ex, cfg, train, test
                 )

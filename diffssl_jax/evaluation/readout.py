@@ -15,7 +15,6 @@ papers report (mean over labelled-subset seeds); segmentation: mIoU.
 
 from collections.abc import Sequence
 
-import ml_collections
 import numpy as np
 
 from diffssl_jax.evaluation import digit_tasks, linear_probe
@@ -173,12 +172,3 @@ def choose_l2(
         "per_class": choose(scores, "per_class")["l2"],
         "scores": scores,
     }
-
-
-def segmentation_config(config, **eval_changes) -> ml_collections.ConfigDict:
-    """A copy of `config` with `eval_changes` set in its (locked) `eval` group."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.lock()
-    for key, value in eval_changes.items():
-        setattr(config.eval, key, value)
-    return config
