@@ -70,6 +70,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval.feature_batch_size = 64  # images per feature-extraction call (bounds memory)
     config.eval.probe_budgets = (0, 10)  # labels per class for the linear probe; 0 = all
     config.eval.probe_seeds = 5  # seeds of the labelled subset for budgets > 0
+    config.eval.probe_pool_grid = 1  # probe features average-pooled on a g x g grid; 1 = global
     config.eval.segmentation = True  # run label-efficient segmentation (needs masks or digits)
     config.eval.seg_num_labelled = 20  # labelled training images for the pixel classifier
     config.eval.seg_num_models = 10  # pixel-classifier ensemble size (docs/methods.md A.6)

@@ -6,7 +6,7 @@ r"""Representations compared under one protocol: readouts chosen on validation, 
     .venv/bin/python scripts/compare_representations.py --write_only     # docs/results.md
 
 Each task pretrains its rows (`ROWS`, every one for `STEPS[task]` steps at batch 64; digits
-rows at the pretraining seeds `--seeds` except `SEED_0_ONLY`, canvases and roadmap rows at
+and canvases rows at the pretraining seeds `--seeds` except `SEED_0_ONLY`, the others at
 seed 0) into `--runs/<task>/<row>_s<seed>` (a finished run is not redone, an interrupted one
 resumes), chooses each row's readout on validation (`evaluation.readout`, on the seed-0
 network; other seeds are read the same way) and evaluates it on test. The roadmap stages are
@@ -31,6 +31,7 @@ from study_rows import (  # noqa: E402
     BASELINES,
     ROWS,
     SEED_0_ONLY,
+    SEEDED_TASKS,
     SEG_LABELLED,
     SEG_SWEEP,
     SEG_SWEEP_EPOCHS,
@@ -272,7 +273,7 @@ def main(argv):
         if unknown:
             raise app.UsageError(f"unknown --rows {unknown}; known: {known}")
         for row in rows:
-            one = row in (*BASELINES, *SEED_0_ONLY) or f.task != "digits"
+            one = row in (*BASELINES, *SEED_0_ONLY) or f.task not in SEEDED_TASKS
             seeds = [0] if one else [int(s) for s in f.seeds]
             chosen = None
             for seed in seeds:

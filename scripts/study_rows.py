@@ -35,6 +35,7 @@ ROWS = {
     },
 }
 SEED_0_ONLY = ()  # rows run at pretraining seed 0 only (none now)
+SEEDED_TASKS = ("digits", "canvases")  # tasks whose rows run at every `--seeds`; others seed 0
 BASELINES = {"random_init": "random-init U-Net (DDPM config)", "raw_pixels": "raw pixels"}
 # Segmentation: the sweep's smaller ensembles, then the protocol of docs/methods.md A.6.
 SEG_SWEEP = {"seg_num_models": 3, "seg_seeds": 2}

@@ -1,7 +1,8 @@
 """One evaluation of a representation: linear probe and label-efficient segmentation.
 
 The digits protocols of docs/methods.md F, driven by `config.eval`:
-(a) a linear probe (`linear_probe.evaluate_probe`) on pooled features of the digits train /
+(a) a linear probe (`linear_probe.evaluate_probe`) on features average-pooled on a
+`probe_pool_grid` x `probe_pool_grid` grid (1 = global) of the digits train /
 test split, for each budget of `probe_budgets` (0 = all labels, k = k per class over
 `probe_seeds` seeds); (b) if `segmentation`, digit segmentation: the pixel-classifier
 protocol (i) of docs/methods.md A.6 with `seg_num_labelled` labelled train images drawn with
@@ -69,7 +70,9 @@ def segmentation_masks(source) -> np.ndarray:
 
 def probe_digits(extractor: FeatureExtractor, config, train, test, **probe_kwargs) -> dict:
     """Linear-probe test accuracy per label budget (see the module docstring)."""
-    pooled = extractor.replace(pooled=True, resize_to=None, concat=False)
+    pooled = extractor.replace(
+        pooled=True, pool_grid=config.eval.probe_pool_grid, resize_to=None, concat=False
+    )
     budgets = [None if b == 0 else int(b) for b in config.eval.probe_budgets]
     return linear_probe.evaluate_probe(
         pooled(train.images),

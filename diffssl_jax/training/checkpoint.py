@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from diffssl_jax import storage
-from diffssl_jax.training import logs
+from diffssl_jax.training import logs, validation
 from diffssl_jax.training.state import TrainState
 
 
@@ -188,14 +188,15 @@ def restore(
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (`workdir/config.json`)."""
+    """The config a workdir was trained with (`workdir/config.json`); keys added to the configs
+    since it was written hold the value it ran with (`validation.ADDED_KEYS`)."""
     path = storage.path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist: {workdir!r} is not a diffssl_jax workdir "
             "(train one with `python -m launch.train --config=... --workdir=...`)"
         )
-    return ml_collections.ConfigDict(storage.read_json(path))
+    return ml_collections.ConfigDict(validation.with_added_keys(storage.read_json(path)))
 
 
 def _reader(workdir: str) -> ocp.CheckpointManager:

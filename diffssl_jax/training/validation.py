@@ -8,6 +8,7 @@ the corrected command runs in the same workdir. Every error is a `ConfigError` n
 key, the value and what to set instead.
 """
 
+import copy
 import fnmatch
 import math
 from typing import Any, Callable
@@ -160,7 +161,23 @@ ADDED_KEYS = {
     "posterior.safeguard": "residual_cap",  # EM's E-step (2026-12-07)
     "posterior.trust_radius": 3.0,
     "posterior.symmetrise": False,
+    "eval.probe_pool_grid": 1,  # the probe pooled globally (2026-12-07)
 }
+
+
+def with_added_keys(saved: dict) -> dict:
+    """`saved` (a workdir's `config.json`) with each `ADDED_KEYS` key it lacks set to its
+    listed value, where the key's group exists: a workdir written before a key existed loads
+    with the behaviour it ran with, and the key can be overridden by name."""
+    out = copy.deepcopy(saved)
+    for key, value in ADDED_KEYS.items():
+        *groups, name = key.split(".")
+        node = out
+        for group in groups:
+            node = node.get(group) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(name, value)
+    return out
 
 
 def resume_conflicts(saved: dict, current: dict, resumable: tuple[str, ...]) -> list[str]:

@@ -94,3 +94,22 @@ def test_bad_input_raises(tmp_path):
         representation.evaluate_representation(str(tmp_path / "missing"))
     with pytest.raises(TypeError, match="workdir or a FeatureExtractor"):
         representation.evaluate_representation(42, config)
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_the_probe_pools_on_the_configured_grid(workdir, monkeypatch, grid):
+    config = representation.apply_eval_overrides(
+        training.load_config(workdir), (f"probe_pool_grid={grid}", "probe_budgets=(0,)")
+    )
+    seen = {}
+
+    def record(train_x, *args, **kwargs):
+        seen["dims"] = train_x.shape[1]
+        return {}
+
+    monkeypatch.setattr(representation.linear_probe, "evaluate_probe", record)
+    extractor, _, _ = representation._extractor_and_config(workdir, config)
+    train, test = representation._digits(config)
+    representation.probe_digits(extractor, config, train, test)
+    channels = sum(s[-1] for s in extractor.block_shapes(train.images.shape[1:]).values())
+    assert seen["dims"] == grid * grid * channels

@@ -72,12 +72,21 @@ def test_a_workdir_written_before_a_key_existed_resumes_with_its_old_behaviour()
     cap, so a config that keeps it resumes and one that changes it does not."""
     saved = {"posterior": {"cg_maxiter": 1}}
     current = {"posterior": {"cg_maxiter": 1, **{k.split(".")[1]: v for k, v in
-               validation.ADDED_KEYS.items()}}}  # fmt: skip
+               validation.ADDED_KEYS.items() if k.startswith("posterior.")}}}  # fmt: skip
     assert validation.resume_conflicts(saved, current, ()) == []
     current["posterior"]["safeguard"] = "trust_region"
     conflicts = validation.resume_conflicts(saved, current, ())
     assert conflicts == ["posterior.safeguard: 'residual_cap' -> 'trust_region'"]
     assert validation.resume_conflicts({"a": 1}, {"a": 1}, ()) == []  # no key is invented
+
+
+def test_a_saved_config_loads_with_the_keys_added_since_where_their_group_exists():
+    saved = {"eval": {"feature_t": 0.05}, "model": {"channels": 32}}
+    loaded = validation.with_added_keys(saved)
+    assert loaded == {"eval": {"feature_t": 0.05, "probe_pool_grid": 1}, "model": {"channels": 32}}
+    assert saved == {"eval": {"feature_t": 0.05}, "model": {"channels": 32}}  # not modified
+    kept = validation.with_added_keys({"eval": {"probe_pool_grid": 4}})
+    assert kept == {"eval": {"probe_pool_grid": 4}}  # a saved value wins
 
 
 def test_evaluation_settings_may_change_on_resume_the_model_may_not():
