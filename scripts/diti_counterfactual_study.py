@@ -3,7 +3,7 @@ attribute transfer with slerp of x_T, over training seeds.
 
     nice -n 10 .venv/bin/python scripts/diti_counterfactual_study.py \
         --workdirs=runs/study/diti/diti_s0,runs/study/diti/diti_s1,runs/study/diti/diti_s2 \
-        --all_checkpoints=runs/study/diti/diti_s0
+        --all_checkpoints=runs/study/diti/diti_s0 --figure=docs/figures/diti_reconstructions.png
 
 For each workdir (one per training seed):
 
@@ -16,7 +16,9 @@ For each workdir (one per training seed):
 * attribute transfer (`evaluate_workdir_counterfactuals`: x_T = slerp(x_T1, x_T2, alpha),
   `--pairs` test pairs, weights `config.eval.counterfactual_alphas`) of the subset groups
   of `config.eval.subset_groups` and all of z, at the latest checkpoint: the fraction f of
-  each measured attribute's change at the last weight.
+  each measured attribute's change at the last weight;
+* with `--figure=PATH`, the first 8 test digits with their prior-alone and guided round
+  trips (first workdir, latest checkpoint; `figures.reconstruction_figure`).
 
 Results are cached in each workdir (`eval/study_reconstruction_step{S}_{N}x{K}.json`,
 `eval/study_transfer_step{S}_{P}x{K}.json`, keyed by checkpoint step and settings), so a
@@ -35,9 +37,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from diffssl_jax import load_config, recipe_inputs, storage  # noqa: E402
+from diffssl_jax import load_config, plotting, recipe_inputs, storage  # noqa: E402
 from diffssl_jax.data import DigitsSource  # noqa: E402
 from diffssl_jax.evaluation import counterfactuals as cf  # noqa: E402
+from diffssl_jax.evaluation import figures, image_metrics  # noqa: E402
 from diffssl_jax.evaluation.calibration import mean_interval  # noqa: E402
 from diffssl_jax.methods import diti  # noqa: E402
 from diffssl_jax.training.checkpoint import load_params  # noqa: E402
@@ -48,6 +51,7 @@ flags.DEFINE_integer("images", 64, "Test digits of the reconstruction check (the
 flags.DEFINE_integer("pairs", 40, "Test pairs of the attribute transfer (`pick_pairs`).")
 flags.DEFINE_integer("ddim_steps", 50, "DDIM steps of each direction.")
 flags.DEFINE_string("results_json", "", "Optional JSON of every number printed.")
+flags.DEFINE_string("figure", "", "Optional PNG: the first 8 test digits' round trips (workdir 1).")
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -72,6 +76,20 @@ def _cached(path, compute) -> dict:
     return result
 
 
+def _model_params_and_digits(workdir: str, step: int | None, num_images: int):
+    """A DiTi workdir's model, its EMA parameters at `step` (None: latest) and the first
+    `num_images` test digits."""
+    config = load_config(workdir)
+    if config.method != "diti":
+        raise ValueError(f"{workdir} is not a DiTi workdir (method {config.method!r})")
+    images = DigitsSource("test", image_size=config.data.image_size or 16).images
+    if num_images > len(images):
+        raise ValueError(f"--images={num_images} > {len(images)} test digits")
+    model = diti.make_model(config, recipe_inputs.load(workdir, config)["prior"])
+    params = jax.device_put(load_params(workdir, step=step, which="ema"))
+    return model, params, images[:num_images]
+
+
 def reconstruction(workdir: str, step: int, num_images: int, ddim_steps: int) -> dict:
     """Per-image guided and prior-alone PSNRs at checkpoint `step` (cached in the workdir)."""
     path = os.path.join(
@@ -79,18 +97,20 @@ def reconstruction(workdir: str, step: int, num_images: int, ddim_steps: int) ->
     )
 
     def compute():
-        config = load_config(workdir)
-        if config.method != "diti":
-            raise ValueError(f"{workdir} is not a DiTi workdir (method {config.method!r})")
-        images = DigitsSource("test", image_size=config.data.image_size or 16).images
-        if num_images > len(images):
-            raise ValueError(f"--images={num_images} > {len(images)} test digits")
-        model = diti.make_model(config, recipe_inputs.load(workdir, config)["prior"])
-        params = jax.device_put(load_params(workdir, step=step, which="ema"))
-        psnrs = cf.reconstruction_psnrs(model, params, images[:num_images], ddim_steps)
+        model, params, images = _model_params_and_digits(workdir, step, num_images)
+        psnrs = cf.reconstruction_psnrs(model, params, images, ddim_steps)
         return {"step": step, **{k: [float(v) for v in p] for k, p in psnrs.items()}}
 
     return _cached(path, compute)
+
+
+def draw_reconstructions(workdir: str, path: str, ddim_steps: int, num_images: int = 8) -> str:
+    """`figures.reconstruction_figure` of the first `num_images` test digits: prior alone and
+    guided round trips at the latest checkpoint, written to `path`."""
+    model, params, images = _model_params_and_digits(workdir, None, num_images)
+    recon = cf.reconstructions(model, params, images, ddim_steps)
+    psnrs = {k: np.asarray(image_metrics.psnr(v, images)) for k, v in recon.items()}
+    return plotting.save_figure(figures.reconstruction_figure(images, recon, psnrs), path)
 
 
 def transfer(workdir: str, num_pairs: int, ddim_steps: int) -> dict:
@@ -179,6 +199,8 @@ def main(argv):
     print(reconstruction_table(rec_rows))
     print(f"\nAttribute transfer, x_T slerped, {f.pairs} pairs, {f.ddim_steps} DDIM steps:\n")
     print(transfer_tables(runs))
+    if f.figure:
+        print(f"\nwrote {draw_reconstructions(f.workdirs[0], f.figure, f.ddim_steps)}")
     if f.results_json:
         with open(f.results_json, "w") as fh:
             json.dump({"reconstruction": rec_rows, "transfer": runs}, fh, indent=2)

@@ -161,10 +161,10 @@ def generate_counterfactuals(workdir: str, config, x1, x2, dims=None) -> tuple[d
     return generated, dims
 
 
-def reconstruction_psnrs(model, params, images, num_steps: int) -> dict[str, np.ndarray]:
-    """`{"guided": [N], "prior": [N]}` PSNR (dB, data range 2) of `images [N, H, W, C]`
-    after a DDIM round trip with `num_steps` steps (`diti_counterfactuals.make_reconstruction_fn`,
-    x0 estimate clipped as in the strips): "guided" with eps_θ - sqrt(1 - ab_n) G(x, z m(n), n)
+def reconstructions(model, params, images, num_steps: int) -> dict[str, np.ndarray]:
+    """`{"prior": [N, H, W, C], "guided": [N, H, W, C]}`: `images` after a DDIM round trip
+    with `num_steps` steps each way (`diti_counterfactuals.make_reconstruction_fn`, x0
+    estimate clipped as in the strips): "guided" with eps_θ - sqrt(1 - ab_n) G(x, z m(n), n)
     and z = E(x) (`diti.sample_eps`), "prior" with eps_θ alone (G = 0).
 
     Args:
@@ -182,12 +182,22 @@ def reconstruction_psnrs(model, params, images, num_steps: int) -> dict[str, np.
     images = jnp.asarray(images)
     out = {}
     for name, eps_fn in (
-        ("guided", functools.partial(diti.sample_eps, model)),
         ("prior", prior_eps),
+        ("guided", functools.partial(diti.sample_eps, model)),
     ):
         run = diti_counterfactuals.make_reconstruction_fn(encode, eps_fn, model.alpha_bar, steps)
-        out[name] = np.asarray(image_metrics.psnr(run(params, images), images))
+        out[name] = np.asarray(run(params, images))
     return out
+
+
+def reconstruction_psnrs(model, params, images, num_steps: int) -> dict[str, np.ndarray]:
+    """`{"prior": [N], "guided": [N]}` PSNR (dB, data range 2) of each of `images` against its
+    `reconstructions` (same arguments)."""
+    out = reconstructions(model, params, images, num_steps)
+    return {
+        k: np.asarray(image_metrics.psnr(jnp.asarray(v), jnp.asarray(images)))
+        for k, v in out.items()
+    }
 
 
 def reconstruction_psnr(workdir: str, config, images, num_steps: int | None = None) -> dict:

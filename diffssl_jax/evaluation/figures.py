@@ -110,6 +110,27 @@ def strips_figure(groups: dict, x1, x2, alphas, dims: dict) -> Figure:
     )
 
 
+def reconstruction_figure(images, reconstructions: dict, psnrs: dict) -> Figure:
+    """Rows: test digits, then one row per DDIM round trip (DiTi: "prior" alone, "guided").
+
+    Args:
+        images: `[n, H, W, C]` in [-1, 1].
+        reconstructions: `{name: [n, H, W, C]}` round trips of `images`.
+        psnrs: `{name: [n]}` their PSNRs (dB), written under each name with their mean.
+    """
+    rows, labels = [np.asarray(images)], ["test digit"]
+    for name, recon in reconstructions.items():
+        rows.append(np.clip(np.asarray(recon), -1, 1))
+        labels.append(f"{name}\n{np.mean(psnrs[name]):.1f} dB")
+    last = list(reconstructions)[-1]
+    return plotting.grid_figure(
+        np.stack(rows),
+        row_labels=labels,
+        col_labels=[f"{p:.1f}" for p in np.asarray(psnrs[last], float)],
+        title=f"DDIM round trips of test digits (rows: mean PSNR; columns: {last}'s PSNR, dB)",
+    )
+
+
 def restoration_figure(images, restorations: Sequence[tuple]) -> Figure:
     """Rows: test digits, then a masked and a restored row per mask ratio t.
 

@@ -79,6 +79,14 @@ def test_restoration_figure_labels_each_mask_ratio():
     assert labels[5:] == ["#1", "#2", "#3", "#4"]
 
 
+def test_reconstruction_figure_labels_rows_with_mean_psnr_and_columns_with_the_last():
+    images = _images(3, 16, 16, 1)
+    recon = {"prior": images * 0, "guided": images}
+    psnrs = {"prior": np.array([10.0, 12.0, 14.0]), "guided": np.array([30.0, 40.0, 41.0])}
+    labels = _labels(figures.reconstruction_figure(images, recon, psnrs))
+    assert labels == ["test digit", "prior\n12.0 dB", "guided\n37.0 dB", "30.0", "40.0", "41.0"]
+
+
 def test_strips_figure_labels_groups_pairs_and_weights():
     x1, x2 = _images(2, 16, 16, 1), _images(2, 16, 16, 1, seed=1)
     alphas = [0.0, 0.5, 1.0]

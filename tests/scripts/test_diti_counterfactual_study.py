@@ -97,5 +97,7 @@ def test_study_checks_every_checkpoint_and_caches_in_the_workdir(tiny_diti, monk
     monkeypatch.setattr(cf, "evaluate_workdir_counterfactuals", fail)
     assert script.reconstruction(tiny_diti, 4, 3, 4) == first[4]
     assert script.transfer(tiny_diti, 2, 4) == info
+    figure = script.draw_reconstructions(tiny_diti, str(tiny_diti) + "/r.png", 4, num_images=3)
+    assert os.path.getsize(figure) > 0
     table = script.transfer_tables([("s0", info)])
     assert "| all | 0–63 (64) |" in table and "nan" in table  # one run: no std
