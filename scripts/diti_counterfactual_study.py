@@ -3,7 +3,8 @@ attribute transfer with slerp of x_T, over training seeds.
 
     nice -n 10 .venv/bin/python scripts/diti_counterfactual_study.py \
         --workdirs=runs/study/diti/diti_s0,runs/study/diti/diti_s1,runs/study/diti/diti_s2 \
-        --all_checkpoints=runs/study/diti/diti_s0 --figure=docs/figures/diti_reconstructions.png
+        --all_checkpoints=runs/study/diti/diti_s0 --figure=docs/figures/diti_reconstructions.png \
+        --controls=runs/study/diti/pdae_s0,runs/study/diti/pdae_s1,runs/study/diti/pdae_s2
 
 For each workdir (one per training seed):
 
@@ -17,6 +18,8 @@ For each workdir (one per training seed):
   `--pairs` test pairs, weights `config.eval.counterfactual_alphas`) of the subset groups
   of `config.eval.subset_groups` and all of z, at the latest checkpoint: the fraction f of
   each measured attribute's change at the last weight;
+* controls (`--controls`, e.g. PDAE workdirs, k = 1): the same transfer, swapping the dims
+  of the first DiTi workdir's groups (which mean nothing special there);
 * with `--figure=PATH`, the first 8 test digits with their prior-alone and guided round
   trips (first workdir, latest checkpoint; `figures.reconstruction_figure`).
 
@@ -39,14 +42,15 @@ from absl import app, flags, logging  # noqa: E402
 
 from diffssl_jax import load_config, plotting, recipe_inputs, storage  # noqa: E402
 from diffssl_jax.data import DigitsSource  # noqa: E402
+from diffssl_jax.evaluation import attributes, figures, image_metrics  # noqa: E402
 from diffssl_jax.evaluation import counterfactuals as cf  # noqa: E402
-from diffssl_jax.evaluation import figures, image_metrics  # noqa: E402
 from diffssl_jax.evaluation.calibration import mean_interval  # noqa: E402
 from diffssl_jax.methods import diti  # noqa: E402
 from diffssl_jax.training.checkpoint import load_params  # noqa: E402
 
 flags.DEFINE_list("workdirs", [], "DiTi workdirs, one per training seed.")
 flags.DEFINE_list("all_checkpoints", [], "Workdirs whose every saved checkpoint is checked.")
+flags.DEFINE_list("controls", [], "Workdirs (PDAE) whose transfer swaps the first DiTi's dims.")
 flags.DEFINE_integer("images", 64, "Test digits of the reconstruction check (the first N).")
 flags.DEFINE_integer("pairs", 40, "Test pairs of the attribute transfer (`pick_pairs`).")
 flags.DEFINE_integer("ddim_steps", 50, "DDIM steps of each direction.")
@@ -113,16 +117,31 @@ def draw_reconstructions(workdir: str, path: str, ddim_steps: int, num_images: i
     return plotting.save_figure(figures.reconstruction_figure(images, recon, psnrs), path)
 
 
-def transfer(workdir: str, num_pairs: int, ddim_steps: int) -> dict:
-    """`evaluate_workdir_counterfactuals` (slerp of x_T) at the latest checkpoint (cached)."""
+def diti_group_dims(workdir: str) -> dict[str, np.ndarray]:
+    """`{group: dims}` of a DiTi workdir's `config.eval.subset_groups` (its partition), then
+    "all" of z: the dims a control workdir swaps."""
+    config = load_config(workdir)
+    recipe = recipe_inputs.load_recipe(workdir, config)
+    groups = attributes.feature_group_dims(recipe, config)
+    return {**groups, "all": np.arange(config.model.latent_dim)}
+
+
+def transfer(workdir: str, num_pairs: int, ddim_steps: int, dims_of: str = "") -> dict:
+    """`evaluate_workdir_counterfactuals` (slerp of x_T) at the latest checkpoint (cached);
+    with `dims_of` (a DiTi workdir) the groups swapped are its (`diti_group_dims`), e.g. in
+    a PDAE workdir as a control."""
     step = checkpoint_steps(workdir)[-1]
-    path = os.path.join(workdir, "eval", f"study_transfer_step{step}_{num_pairs}x{ddim_steps}.json")
+    tag = f"_dims_of_{os.path.basename(os.path.normpath(dims_of))}" if dims_of else ""
+    name = f"study_transfer_step{step}_{num_pairs}x{ddim_steps}{tag}"
+    path = os.path.join(workdir, "eval", f"{name}.json")
 
     def compute():
         config = load_config(workdir)
         config.eval.counterfactual_pairs = num_pairs
         config.eval.counterfactual_steps = ddim_steps
-        info = cf.evaluate_workdir_counterfactuals(workdir, config)
+        dims = diti_group_dims(dims_of) if dims_of else None
+        figure = os.path.join(workdir, "figures", f"{name}.png")
+        info = cf.evaluate_workdir_counterfactuals(workdir, config, out_path=figure, dims=dims)
         return {"step": step, "x_T": "slerp", **info}
 
     return _cached(path, compute)
@@ -199,11 +218,20 @@ def main(argv):
     print(reconstruction_table(rec_rows))
     print(f"\nAttribute transfer, x_T slerped, {f.pairs} pairs, {f.ddim_steps} DDIM steps:\n")
     print(transfer_tables(runs))
+    controls = [
+        (os.path.basename(os.path.normpath(w)), transfer(w, f.pairs, f.ddim_steps, f.workdirs[0]))
+        for w in f.controls
+    ]
+    if controls:
+        print(f"\nControls, swapping the dims of {f.workdirs[0]}'s groups:\n")
+        print(transfer_tables(controls))
     if f.figure:
         print(f"\nwrote {draw_reconstructions(f.workdirs[0], f.figure, f.ddim_steps)}")
     if f.results_json:
         with open(f.results_json, "w") as fh:
-            json.dump({"reconstruction": rec_rows, "transfer": runs}, fh, indent=2)
+            json.dump(
+                {"reconstruction": rec_rows, "transfer": runs, "controls": controls}, fh, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 r"""DiTi's digits table (docs/diti.md): attribute probes of DiTi, PDAE, DDPM, MDM features.
 
-    nice -n 10 .venv/bin/python scripts/diti_results.py --diti=runs/diti/diti_s0,... \
-        --pdae=runs/diti/pdae_s0,... --ddpm=runs/compare/ddpm --mdm=runs/compare/mdm
+    nice -n 10 .venv/bin/python scripts/diti_results.py --diti=runs/study/diti/diti_s0,... \
+        --pdae=runs/study/diti/pdae_s0,...
 
 Rows: DiTi (k = 64, non-uniform, base) on all of z, on its early subsets (0-6: steps
 0-109, 35 dims) and on its late subsets (32-63: steps 500-999, 50 dims); PDAE (k = 1) on
@@ -32,10 +32,10 @@ from diffssl_jax.evaluation.features import (  # noqa: E402
 
 flags.DEFINE_list("diti", [], "DiTi workdirs (one per seed).")
 flags.DEFINE_list("pdae", [], "PDAE (k = 1) workdirs (one per seed).")
-flags.DEFINE_string("ddpm", "runs/compare/ddpm", "DDPM workdir.")
-flags.DEFINE_string("mdm", "runs/compare/mdm", "MDM workdir.")
+flags.DEFINE_string("ddpm", "runs/study/digits/ddpm_s0", "DDPM workdir (equal-budget study).")
+flags.DEFINE_string("mdm", "runs/study/digits/mdm_s0", "MDM workdir (equal-budget study).")
 flags.DEFINE_integer("noise_seeds", 3, "Feature-noise seeds for DDPM and MDM.")
-flags.DEFINE_string("out", "runs/diti/results.json", "Results JSON.")
+flags.DEFINE_string("out", "runs/study/diti/attributes.json", "Results JSON.")
 
 COLUMNS = ("class_accuracy", "class_map", "ink_mass", "slant", "width", "height", "mean_mse")
 HEADER = "| features | dims | class acc | class mAP | r ink | r slant | r width | r height | MSE |"

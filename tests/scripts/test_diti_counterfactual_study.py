@@ -90,6 +90,10 @@ def test_study_checks_every_checkpoint_and_caches_in_the_workdir(tiny_diti, monk
     assert set(info["transfer"]["fractions"]) == {"early", "late", "all"}
     assert os.path.exists(os.path.join(tiny_diti, "eval", "study_transfer_step4_2x4.json"))
 
+    # A control swapping the workdir's own groups, given explicitly, measures the same
+    control = script.transfer(tiny_diti, 2, 4, dims_of=tiny_diti)
+    assert control["transfer"] == info["transfer"] and control["groups"] == info["groups"]
+
     def fail(*args, **kwargs):
         raise AssertionError("a cached result was recomputed")
 
