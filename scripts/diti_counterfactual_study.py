@@ -42,8 +42,8 @@ from absl import app, flags, logging  # noqa: E402
 
 from diffssl_jax import load_config, plotting, recipe_inputs, storage  # noqa: E402
 from diffssl_jax.data import DigitsSource  # noqa: E402
-from diffssl_jax.evaluation import attributes, figures, image_metrics  # noqa: E402
 from diffssl_jax.evaluation import counterfactuals as cf  # noqa: E402
+from diffssl_jax.evaluation import figures, image_metrics  # noqa: E402
 from diffssl_jax.evaluation.calibration import mean_interval  # noqa: E402
 from diffssl_jax.methods import diti  # noqa: E402
 from diffssl_jax.training.checkpoint import load_params  # noqa: E402
@@ -122,8 +122,7 @@ def diti_group_dims(workdir: str) -> dict[str, np.ndarray]:
     "all" of z: the dims a control workdir swaps."""
     config = load_config(workdir)
     recipe = recipe_inputs.load_recipe(workdir, config)
-    groups = attributes.feature_group_dims(recipe, config)
-    return {**groups, "all": np.arange(config.model.latent_dim)}
+    return cf.group_dims(recipe, config, config.model.latent_dim)
 
 
 def transfer(workdir: str, num_pairs: int, ddim_steps: int, dims_of: str = "") -> dict:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 import diffssl_jax
 
@@ -39,14 +39,6 @@ NOTEBOOK_NAMES = (
     "posterior_method",
     "sample_posterior",
 )
-
-
-def _api_reference():
-    path = os.path.join(REPO_ROOT, "scripts", "api_reference.py")
-    spec = importlib.util.spec_from_file_location("api_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_exports_what_a_notebook_needs():
@@ -105,11 +97,11 @@ def test_load_denoiser_refuses_a_workdir_that_is_not_a_ddpm(tmp_path):
 def test_docs_api_md_is_current():
     with open(os.path.join(REPO_ROOT, "docs", "api.md")) as f:
         written = f.read()
-    assert written == _api_reference().render(), "run: python scripts/api_reference.py"
+    assert written == load_script("api_reference").render(), "run: python scripts/api_reference.py"
 
 
 def test_docs_api_md_lists_every_export_with_its_signature():
-    text = _api_reference().render()
+    text = load_script("api_reference").render()
     for name in diffssl_jax.__all__:
         assert f"- `{name}(" in text, name
     assert "- `load_denoiser(workdir, which='ema', step=None)`: The denoiser " in text

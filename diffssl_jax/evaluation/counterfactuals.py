@@ -194,10 +194,7 @@ def reconstruction_psnrs(model, params, images, num_steps: int) -> dict[str, np.
     """`{"prior": [N], "guided": [N]}` PSNR (dB, data range 2) of each of `images` against its
     `reconstructions` (same arguments)."""
     out = reconstructions(model, params, images, num_steps)
-    return {
-        k: np.asarray(image_metrics.psnr(jnp.asarray(v), jnp.asarray(images)))
-        for k, v in out.items()
-    }
+    return {k: np.asarray(image_metrics.psnr(v, images)) for k, v in out.items()}
 
 
 def reconstruction_psnr(workdir: str, config, images, num_steps: int | None = None) -> dict:

@@ -194,8 +194,7 @@ def resume_conflicts(saved: dict, current: dict, resumable: tuple[str, ...]) -> 
     Returns:
         `"key: old -> new"` lines, sorted; empty when the run may resume.
     """
-    old, new = _flatten(saved), _flatten(current)
-    old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
+    old, new = _flatten(with_added_keys(saved)), _flatten(current)
     conflicts = [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
         for k in sorted(set(old) | set(new))

@@ -6,26 +6,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
-
-from diffssl_jax import methods, recipe_inputs, training
-from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
-from diffssl_jax.configs.diti.digits import get_config as get_diti_config
+from conftest import REPO_ROOT, train_tiny_diti
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
 
 @pytest.mark.slow
 def test_attribute_and_counterfactual_evaluations(tmp_path):
-    prior = get_ddpm_config("tiny")
-    prior.train.num_steps = 2
-    prior.train.sample_every_steps = 0
-    training.train(prior, str(tmp_path / "prior"), methods.make_recipe(prior))
-    config = get_diti_config("tiny")
-    config.diti.prior_workdir = str(tmp_path / "prior")
-    config.train.num_steps = 2
-    inputs = recipe_inputs.prepare(config, str(tmp_path / "diti"))
-    training.train(config, str(tmp_path / "diti"), methods.make_recipe(config, inputs))
+    train_tiny_diti(str(tmp_path), 2)
     result = subprocess.run(
         [sys.executable, "-m", "launch.evaluate", f"--workdir={tmp_path / 'diti'}",
          "--tasks=attributes,counterfactuals", "--config.eval.counterfactual_pairs=1"],

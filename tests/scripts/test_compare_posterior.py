@@ -2,23 +2,11 @@
 validation images), its method and grid entries (configs of
 `evaluation.posterior.run_problem`), its splits, and no sampler of its own."""
 
-import functools
-import importlib.util
 import os
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
-
-
-@functools.cache  # once: the script defines absl flags
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "compare_posterior", os.path.join(REPO_ROOT, "scripts", "compare_posterior.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPO_ROOT, load_script
 
 
 def _metrics(psnr, num_images=16, finite=True):
@@ -26,7 +14,7 @@ def _metrics(psnr, num_images=16, finite=True):
 
 
 def test_collect_keeps_the_rows_of_the_setting_chosen_on_validation():
-    script = _load_script()
+    script = load_script("compare_posterior")
     cache = {
         "tune/patches_box/dps/zeta=1.0/100/16": _metrics(12.0),
         "tune/patches_box/dps/zeta=10.0/100/16": _metrics(20.0),
@@ -55,7 +43,7 @@ def test_every_grid_setting_is_a_posterior_method_and_a_problem_config():
     from diffssl_jax import posterior
     from diffssl_jax.evaluation import posterior as posterior_eval
 
-    script = _load_script()
+    script = load_script("compare_posterior")
     assert set(script.GRIDS) == set(script.METHODS)
     for name, (_, method, prior) in script.METHODS.items():
         assert prior in ("trained", "gaussian")
@@ -71,7 +59,7 @@ def test_every_grid_setting_is_a_posterior_method_and_a_problem_config():
 
 @pytest.mark.parametrize("task", ["patches_box", "patches_pixels", "patches_superres"])
 def test_patch_tasks_choose_on_validation_photographs_and_report_on_test_ones(task):
-    script = _load_script()
+    script = load_script("compare_posterior")
     test = script.problem_config(task, "mmps", 10, (32, 0, 2), {})
     validation = script.problem_config(task, "mmps", 10, (16, 0, 1), {}, validation=True)
     assert (test.data.split, validation.data.split) == ("test", "validation")
@@ -88,11 +76,11 @@ def test_the_script_defines_no_sampler_of_its_own():
     assert "evaluation.posterior" in source and "run_problem(" in source
     for name in ("samplers.", "sample_posterior", "ddpm_ancestral(", "jax.jit", "vmap("):
         assert name not in source, name
-    assert np.isfinite(_load_script().calibration.expected_coverage(2))
+    assert np.isfinite(load_script("compare_posterior").calibration.expected_coverage(2))
 
 
 def test_settings_are_named_for_the_page():
-    script = _load_script()
+    script = load_script("compare_posterior")
     names = [script.describe(o) for o in script.GRIDS["mmps"]]
     assert names == [
         "CG 1, residual cap 10",

@@ -2,27 +2,12 @@
 spreads and paired differences of the results page from cached study records, and the rows'
 configs."""
 
-import functools
-import importlib.util
 import json
-import os
-import sys
 
 import numpy as np
-from conftest import REPO_ROOT
+from conftest import load_script
 
 from diffssl_jax.evaluation.calibration import mean_interval
-
-
-@functools.cache
-def _load(name):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO_ROOT, "scripts", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record(root, row, seed, per_class, seg):
@@ -36,7 +21,7 @@ def _record(root, row, seed, per_class, seg):
 
 
 def test_digits_table_spreads_and_paired_differences(tmp_path):
-    tables = _load("study_tables")
+    tables = load_script("study_tables")
     _record(tmp_path, "mdm", 0, [0.80, 0.90], [0.3, 0.5])
     _record(tmp_path, "mdm", 1, [0.84, 0.94], [0.4, 0.6])
     _record(tmp_path, "ddpm", 0, [0.70, 0.75], [0.2, 0.2])
@@ -53,7 +38,7 @@ def test_digits_table_spreads_and_paired_differences(tmp_path):
 
 
 def test_rows_pretrain_for_the_stated_budget_with_their_seed():
-    script = _load("study_rows")
+    script = load_script("study_rows")
     for task, rows in script.ROWS.items():
         for row in rows:
             config = script.row_config(task, row, seed=1)

@@ -2,32 +2,18 @@
 DDPM prior trained here) that every checkpoint is checked, results are cached in the workdir
 and a rerun recomputes nothing."""
 
-import functools
-import importlib.util
 import os
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import load_script, train_tiny_diti
 
-from diffssl_jax import methods, recipe_inputs, training
-from diffssl_jax.configs.ddpm.digits import get_config as get_ddpm_config
-from diffssl_jax.configs.diti.digits import get_config as get_diti_config
 from diffssl_jax.evaluation import counterfactuals as cf
 from diffssl_jax.evaluation.calibration import mean_interval
 
 
-@functools.cache  # once: the script defines absl flags
-def _load_script():
-    path = os.path.join(REPO_ROOT, "scripts", "diti_counterfactual_study.py")
-    spec = importlib.util.spec_from_file_location("diti_counterfactual_study", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reconstruction_table_gives_the_paired_difference_interval():
-    script = _load_script()
+    script = load_script("diti_counterfactual_study")
     guided, prior = [20.0, 22.0, 27.0], [19.0, 21.0, 20.0]
     table = script.reconstruction_table([("s0", {"step": 300, "guided": guided, "prior": prior})])
     mean, half = mean_interval(np.subtract(guided, prior))  # t(0.975, 2) = 4.303, s = sqrt(12)
@@ -48,7 +34,7 @@ def _info(ink, slant):
 
 
 def test_transfer_table_is_mean_and_sample_std_over_runs_then_per_run():
-    script = _load_script()
+    script = load_script("diti_counterfactual_study")
     table = script.transfer_tables([("s0", _info(0.1, 0.5)), ("s1", _info(0.3, 0.5))])
     lines = table.splitlines()
     assert lines[0] == "f at weight 1, mean ± std over 2 runs"
@@ -62,22 +48,12 @@ def test_transfer_table_is_mean_and_sample_std_over_runs_then_per_run():
 
 @pytest.fixture(scope="module")
 def tiny_diti(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    prior = get_ddpm_config("tiny")
-    prior.train.num_steps = 2
-    prior.train.sample_every_steps = 0
-    training.train(prior, str(root / "prior"), methods.make_recipe(prior))
-    config = get_diti_config("tiny")
-    config.diti.prior_workdir = str(root / "prior")
-    config.train.num_steps = 4  # checkpoints at 2 and 4
-    inputs = recipe_inputs.prepare(config, str(root / "diti"))
-    training.train(config, str(root / "diti"), methods.make_recipe(config, inputs))
-    return str(root / "diti")
+    return train_tiny_diti(str(tmp_path_factory.mktemp("study")), 4)  # checkpoints at 2 and 4
 
 
 @pytest.mark.slow
 def test_study_checks_every_checkpoint_and_caches_in_the_workdir(tiny_diti, monkeypatch):
-    script = _load_script()
+    script = load_script("diti_counterfactual_study")
     assert script.checkpoint_steps(tiny_diti) == [2, 4]
     first = {s: script.reconstruction(tiny_diti, s, 3, 4) for s in (2, 4)}
     for step, r in first.items():
